@@ -1,0 +1,23 @@
+export { Endpoint, type NewSubflowResult } from './endpoint.js';
+export { Connection, DEFAULT_LIMITS, DEFAULT_TIMERS, type SubflowInfo, type ConnectionState } from './connection.js';
+export { Mib, MIB_NAMES, type MibName, type MibCounters } from './mib.js';
+export {
+  createScheduler,
+  MinRttScheduler,
+  RoundRobinScheduler,
+  RedundantScheduler,
+  usableTier,
+  type Scheduler,
+  type SchedulerName,
+  type SchedSubflow,
+} from './scheduler.js';
+export { InKernelLikePathManager, type PathManager, type JoinRequest, type PmContext } from './path-manager.js';
+export {
+  RandomTokenAllocator,
+  ServerIdTokenAllocator,
+  KeyedPermutation,
+  serverIdOfToken,
+  type TokenAllocator,
+  type RandomSource,
+} from './token.js';
+export type * from './types.js';

@@ -1,0 +1,92 @@
+/**
+ * MPTCP MIB counters, named after Linux's `net/mptcp/mib.c` where Linux has
+ * the same counter, and in the same style where mptls counts something Linux
+ * does not (key confirmation, G-bit tokens, stalls of userspace subflows).
+ */
+export const MIB_NAMES = [
+  // MP_CAPABLE
+  'MPCapableSYNRX',
+  'MPCapableSYNTX',
+  'MPCapableSYNACKRX',
+  'MPCapableACKRX',
+  'MPCapableFallbackACK',
+  'MPCapableExternalKeys',
+  'MPCapableModeRefused',
+  'TokenCollisions',
+  'TokenExhausted',
+  // MP_JOIN
+  'MPJoinSynTx',
+  'MPJoinSynRx',
+  'MPJoinSynAckRx',
+  'MPJoinSynAckHMacFailure',
+  'MPJoinAckRx',
+  'MPJoinAckHMacFailure',
+  'MPJoinNoTokenFound',
+  'MPJoinBeforeKeys',
+  'MPJoinRejected',
+  'MPJoinTimeout',
+  'MPJoinReplay',
+  // key installation (draft-baerts NEW_KEY)
+  'KeysInstalled',
+  'NewKeyTx',
+  'NewKeyRx',
+  'NewKeyHMacFailure',
+  // data
+  'DSSNotMatching',
+  'DSSNoMapping',
+  'DataAckInvalid',
+  'DuplicateData',
+  'OFOQueue',
+  'OFOQueueTail',
+  'RcvWndExceeded',
+  'RcvPruned',
+  'Reinjected',
+  'ReinjectedBytes',
+  'SubflowStale',
+  'SubflowRecover',
+  // path management
+  'AddAddr',
+  'AddAddrTx',
+  'AddAddrDrop',
+  'AddAddrHMacFailure',
+  'EchoAdd',
+  'RmAddr',
+  'RmAddrTx',
+  'RmSubflow',
+  'MPPrioTx',
+  'MPPrioRx',
+  // failure and close
+  'MPFailRx',
+  'MPFastcloseTx',
+  'MPFastcloseRx',
+  'MPFastcloseBadKey',
+  'MPRstTx',
+  'MPRstRx',
+  'DataFinTx',
+  'DataFinRx',
+  'ProtocolError',
+  'SubflowLimit',
+  'ConnectionLimit',
+] as const;
+
+export type MibName = (typeof MIB_NAMES)[number];
+export type MibCounters = Record<MibName, number>;
+
+/** A set of counters; increments also go to `parent` (a connection counts into its endpoint). */
+export class Mib {
+  readonly values: MibCounters;
+  constructor(private readonly parent?: Mib) {
+    this.values = Object.fromEntries(MIB_NAMES.map((n) => [n, 0])) as MibCounters;
+  }
+  inc(name: MibName, by = 1): void {
+    this.values[name] += by;
+    if (this.parent) this.parent.inc(name, by);
+  }
+  get(name: MibName): number {
+    return this.values[name];
+  }
+  /** A copy, safe to hand out. Never contains key material: counters only. */
+  snapshot(): MibCounters {
+    return { ...this.values };
+  }
+}

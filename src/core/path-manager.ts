@@ -1,0 +1,85 @@
+/**
+ * Path managers (Linux: net/mptcp/pm*.c). The connection asks its path
+ * manager what to do at the few moments that matter; the path manager only
+ * decides, the connection carries it out (and enforces the limits).
+ */
+import type { AddressInfo } from './types.js';
+
+export interface PmSubflowView {
+  readonly id: number;
+  readonly localAddressId: number;
+  readonly remoteAddressId: number;
+  readonly open: boolean;
+}
+
+export interface PmLocalAddress {
+  readonly id: number;
+  readonly address: string;
+  readonly backup: boolean;
+}
+
+export interface PmRemoteAddress extends AddressInfo {
+  readonly id: number;
+}
+
+export interface PmContext {
+  readonly subflows: readonly PmSubflowView[];
+  readonly localAddresses: readonly PmLocalAddress[];
+  readonly remoteAddresses: readonly PmRemoteAddress[];
+  readonly maxSubflows: number;
+}
+
+export interface JoinRequest {
+  localAddressId: number;
+  remoteAddressId: number;
+  backup: boolean;
+}
+
+export interface PathManager {
+  /** Client: keys confirmed, joins may start now. */
+  onKeysConfirmed(ctx: PmContext): JoinRequest[];
+  /** Client: a verified ADD_ADDR arrived. */
+  onAddressAdded(ctx: PmContext, address: PmRemoteAddress): JoinRequest[];
+  /** Server: addresses to announce once keys are confirmed. */
+  announce(ctx: PmContext, configured: readonly AddressInfo[]): AddressInfo[];
+}
+
+/**
+ * Like Linux's in-kernel path manager: every extra local address opens one
+ * subflow to the server's initial address, every announced server address
+ * gets one subflow from the initial local address; never two subflows on
+ * the same address pair; the subflow limit holds.
+ */
+export class InKernelLikePathManager implements PathManager {
+  onKeysConfirmed(ctx: PmContext): JoinRequest[] {
+    const out: JoinRequest[] = [];
+    for (const la of ctx.localAddresses) {
+      if (la.id === 0) continue;
+      this.pushIfFree(ctx, out, { localAddressId: la.id, remoteAddressId: 0, backup: la.backup });
+    }
+    for (const ra of ctx.remoteAddresses) {
+      if (ra.id === 0) continue;
+      this.pushIfFree(ctx, out, { localAddressId: 0, remoteAddressId: ra.id, backup: false });
+    }
+    return out;
+  }
+
+  onAddressAdded(ctx: PmContext, address: PmRemoteAddress): JoinRequest[] {
+    const out: JoinRequest[] = [];
+    this.pushIfFree(ctx, out, { localAddressId: 0, remoteAddressId: address.id, backup: false });
+    return out;
+  }
+
+  announce(_ctx: PmContext, configured: readonly AddressInfo[]): AddressInfo[] {
+    return [...configured];
+  }
+
+  private pushIfFree(ctx: PmContext, out: JoinRequest[], req: JoinRequest): void {
+    const open = ctx.subflows.filter((s) => s.open).length + out.length;
+    if (open >= ctx.maxSubflows) return;
+    const taken = (l: number, r: number) =>
+      ctx.subflows.some((s) => s.open && s.localAddressId === l && s.remoteAddressId === r) ||
+      out.some((o) => o.localAddressId === l && o.remoteAddressId === r);
+    if (!taken(req.localAddressId, req.remoteAddressId)) out.push(req);
+  }
+}

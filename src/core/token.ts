@@ -1,0 +1,118 @@
+/**
+ * Token allocation for the G-bit handshake.
+ *
+ * With explicit tokens (draft-paasch-mptcp-application-authentication) a
+ * token is chosen, not derived from a key, so uniqueness needs no
+ * trial-and-error: the allocators below draw tokens from a keyed 32-bit (or
+ * shorter) permutation of a counter. A permutation never repeats a value, so
+ * every token issued is distinct by construction until the counter wraps;
+ * only then is the live-token table consulted. The permutation key is secret,
+ * so tokens are not predictable from earlier ones.
+ *
+ * `ServerIdTokenAllocator` puts a server id in the top 8 bits so a load
+ * balancer routes MP_JOINs by reading one byte (docs/PROTOCOL.md §Tokens).
+ */
+import { sha256 } from '@noble/hashes/sha2.js';
+
+export type RandomSource = (n: number) => Uint8Array;
+
+export interface TokenAllocator {
+  /** Returns a token not in use (per `inUse`), or null if none can be found. */
+  allocate(inUse: (token: number) => boolean): number | null;
+  /** Describes the layout, for logs and `mptls info`. */
+  readonly description: string;
+}
+
+/** A keyed Feistel permutation over `bits` (even, 2..32) bits. */
+export class KeyedPermutation {
+  private readonly half: number;
+  private readonly mask: number;
+  private readonly buf = new Uint8Array(16 + 1 + 4);
+  constructor(
+    readonly bits: number,
+    key: Uint8Array,
+  ) {
+    if (bits % 2 !== 0 || bits < 2 || bits > 32) throw new RangeError('bits must be even, 2..32');
+    this.half = bits / 2;
+    this.mask = this.half === 16 ? 0xffff : (1 << this.half) - 1;
+    this.buf.set(key.subarray(0, 16));
+  }
+  private round(r: number, x: number): number {
+    const b = this.buf;
+    b[16] = r;
+    b[17] = x >>> 24;
+    b[18] = (x >>> 16) & 0xff;
+    b[19] = (x >>> 8) & 0xff;
+    b[20] = x & 0xff;
+    const h = sha256(b);
+    return (((h[0] << 24) | (h[1] << 16) | (h[2] << 8) | h[3]) >>> 0) & this.mask;
+  }
+  permute(x: number): number {
+    let l = (x >>> this.half) & this.mask;
+    let r = x & this.mask;
+    for (let i = 0; i < 4; i++) {
+      const t = r;
+      r = (l ^ this.round(i, r)) & this.mask;
+      l = t;
+    }
+    return ((l * 2 ** this.half) + r) >>> 0;
+  }
+}
+
+/** Random-looking 32-bit tokens, distinct by construction. */
+export class RandomTokenAllocator implements TokenAllocator {
+  readonly description = 'random 32-bit (keyed permutation of a counter)';
+  private readonly perm: KeyedPermutation;
+  private counter: number;
+  constructor(random: RandomSource) {
+    this.perm = new KeyedPermutation(32, random(16));
+    const start = random(4);
+    this.counter = ((start[0] << 24) | (start[1] << 16) | (start[2] << 8) | start[3]) >>> 0;
+  }
+  allocate(inUse: (token: number) => boolean): number | null {
+    // Distinct until 2^32 allocations; after that, skip live tokens (bounded).
+    for (let i = 0; i < 1024; i++) {
+      const t = this.perm.permute(this.counter);
+      this.counter = (this.counter + 1) >>> 0;
+      if (t !== 0 && !inUse(t)) return t;
+    }
+    return null;
+  }
+}
+
+/**
+ * Tokens whose top 8 bits are `serverId` (0..255); the low 24 bits come from
+ * a keyed permutation of a counter, so they are distinct for 2^24 allocations
+ * and unpredictable without the key.
+ */
+export class ServerIdTokenAllocator implements TokenAllocator {
+  readonly description: string;
+  private readonly perm: KeyedPermutation;
+  private counter: number;
+  constructor(
+    readonly serverId: number,
+    random: RandomSource,
+  ) {
+    if (!Number.isInteger(serverId) || serverId < 0 || serverId > 255) {
+      throw new RangeError(`serverId must be an integer 0..255, got ${serverId}`);
+    }
+    this.description = `server id ${serverId} in bits 31..24, 24-bit permutation below`;
+    this.perm = new KeyedPermutation(24, random(16));
+    const start = random(3);
+    this.counter = (start[0] << 16) | (start[1] << 8) | start[2];
+  }
+  allocate(inUse: (token: number) => boolean): number | null {
+    for (let i = 0; i < 1024; i++) {
+      const low = this.perm.permute(this.counter);
+      this.counter = (this.counter + 1) & 0xffffff;
+      const t = ((this.serverId << 24) | low) >>> 0;
+      if (t !== 0 && !inUse(t)) return t;
+    }
+    return null;
+  }
+}
+
+/** The server id a `ServerIdTokenAllocator` token carries. */
+export function serverIdOfToken(token: number): number {
+  return token >>> 24;
+}

@@ -1,0 +1,143 @@
+import type { MptcpOption } from '../wire/types.js';
+import type { Scheduler, SchedulerName } from './scheduler.js';
+import type { PathManager } from './path-manager.js';
+import type { RandomSource, TokenAllocator } from './token.js';
+
+/**
+ * One unit the core exchanges with a subflow: the MPTCP options a TCP segment
+ * would carry, the payload it maps, and the TCP receive window. Over the
+ * userspace transport a segment is one frame (docs/PROTOCOL.md); the subflow
+ * sequence number of a payload byte is 1 + its offset in that subflow's
+ * payload stream (RFC 8684's relative SSN, 0 being the SYN).
+ */
+export interface Segment {
+  options: MptcpOption[];
+  payload?: Uint8Array;
+  /**
+   * Data-level receive window in bytes, relative to the data ACK carried in
+   * the same segment's DSS (TCP's window field, unscaled, 32 bits).
+   */
+  window?: number;
+  /**
+   * Subflow-level acknowledgment: the relative SSN of the next payload byte
+   * expected on this subflow (TCP's ACK field, 32 bits, wrapping). It tells
+   * the sender which subflow makes progress even while a hole on another
+   * subflow holds the data ACK back.
+   */
+  ack?: number;
+}
+
+export interface Transmit {
+  subflow: number;
+  segment: Segment;
+  /** After writing this segment, end the subflow: 'fin' gracefully, 'reset' at once. */
+  close?: 'fin' | 'reset';
+}
+
+/** 'external': the seed's G bit, keys from the application (TLS). 'rfc8684': keys in clear. */
+export type KeyMode = 'external' | 'rfc8684';
+export type Role = 'client' | 'server';
+
+export interface AddressInfo {
+  address: string;
+  port?: number;
+}
+
+export interface PathInfo {
+  localAddress?: string;
+  localPort?: number;
+  remoteAddress?: string;
+  remotePort?: number;
+}
+
+export type CloseReason =
+  | 'done'
+  | 'aborted'
+  | 'fastclose'
+  | 'reset'
+  | 'no-subflows'
+  | 'timeout'
+  | 'handshake-timeout'
+  | 'handshake-failed'
+  | 'mode-mismatch'
+  | 'key-mismatch'
+  | 'protocol-error';
+
+export type SubflowDownReason = 'fin' | 'reset' | 'stalled' | 'join-timeout' | 'join-refused' | 'closed' | 'removed' | 'error';
+
+export type ConnectionEvent =
+  | { type: 'established' }
+  | { type: 'keys-installed' }
+  | { type: 'keys-confirmed' }
+  /** Client side: open a TCP connection for this subflow, then write what pollTransmit gives for it. */
+  | { type: 'subflow-open'; subflow: number; localAddress?: string; remoteAddress: string; remotePort?: number; backup: boolean }
+  | { type: 'subflow-up'; subflow: number }
+  | { type: 'subflow-down'; subflow: number; reason: SubflowDownReason }
+  | { type: 'readable' }
+  | { type: 'writable' }
+  | { type: 'data-fin' }
+  | { type: 'address-added'; addressId: number; address: string; port?: number }
+  | { type: 'address-removed'; addressId: number }
+  | { type: 'closed'; reason: CloseReason };
+
+export interface ConnectionLimits {
+  /** Subflows per connection, the initial one included (Linux: `ip mptcp limits subflows` + 1). Default 8. */
+  maxSubflows: number;
+  /** Joins in progress per connection. Default 8. */
+  maxPendingJoins: number;
+  /** ADD_ADDRs a client acts on (Linux: add_addr_accepted). Default 8. */
+  addAddrAccepted: number;
+  /** Bytes written but not yet data-ACKed before write() says "slow down". Default 4 MiB. */
+  sendBufferLimit: number;
+  /** Data-level receive buffer = the largest window advertised. Default 4 MiB. */
+  recvBufferLimit: number;
+  /** Unsent bytes a subflow's driver may hold before the scheduler skips it. Default 64 KiB. */
+  sendQueueLimit: number;
+}
+
+export interface ConnectionTimers {
+  /** MP_CAPABLE handshake must finish within this. Default 10 000 ms. */
+  establishTimeoutMs: number;
+  /** An MP_JOIN must finish within this. Default 10 000 ms. */
+  joinTimeoutMs: number;
+  /** Stall timeout floor (RFC 6298's 1 s minimum RTO is too coarse for subflow failover). Default 200 ms. */
+  minStallMs: number;
+  /** Stall timeout ceiling. Default 2 000 ms. */
+  maxStallMs: number;
+  /** Stall timeout before any RTT sample. Default 1 000 ms. */
+  initialStallMs: number;
+  /**
+   * Every subflow stale and no progress for this long: the connection is
+   * aborted ('timeout'), like TCP_USER_TIMEOUT. Default 30 000 ms.
+   */
+  userTimeoutMs: number;
+}
+
+export interface ConnectionOptions {
+  mode: KeyMode;
+  scheduler?: SchedulerName | Scheduler;
+  pathManager?: PathManager;
+  /** Largest payload per segment (≤ 65 535: the DSS data-level length is 16 bits). Default 16 384. */
+  mss?: number;
+  limits?: Partial<ConnectionLimits>;
+  timers?: Partial<ConnectionTimers>;
+}
+
+export interface ClientConnectOptions extends ConnectionOptions {
+  /** The server address of the initial subflow (remote address id 0). */
+  remote: AddressInfo;
+  /** Local addresses; [0] is the initial subflow's, the others get joins (Linux "subflow" endpoints). */
+  localAddresses?: { address: string; backup?: boolean }[];
+}
+
+export interface EndpointOptions {
+  /** Modes this endpoint accepts as a server (default: ['external']). */
+  acceptModes?: KeyMode[];
+  tokenAllocator?: TokenAllocator;
+  random?: RandomSource;
+  maxConnections?: number;
+  /** Joins in progress across all connections. Default 1024. */
+  maxPendingJoins?: number;
+  /** Defaults for connections this endpoint accepts. */
+  server?: Omit<ConnectionOptions, 'mode'> & { announce?: AddressInfo[] };
+}

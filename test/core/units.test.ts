@@ -1,0 +1,132 @@
+import { describe, it, expect } from 'vitest';
+import fc from 'fast-check';
+import { Assembler } from '../../src/core/assembler.js';
+import { SendBuffer } from '../../src/core/send-buffer.js';
+import { KeyedPermutation, RandomTokenAllocator, ServerIdTokenAllocator, serverIdOfToken } from '../../src/core/token.js';
+import { MinRttScheduler, RedundantScheduler, RoundRobinScheduler, type SchedSubflow } from '../../src/core/scheduler.js';
+import { seededBytes, mulberry32 } from '../sim/sim.js';
+
+describe('Assembler', () => {
+  it('delivers each byte once, in order, whatever the arrival order and overlaps', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 4000 }),
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 300 })), { minLength: 1, maxLength: 60 }),
+        (total, pieces) => {
+          const data = Uint8Array.from({ length: total }, (_, i) => (i * 31 + 7) & 0xff);
+          const a = new Assembler();
+          const out: number[] = [];
+          const feed = (start: number, len: number) => {
+            const s = start % total;
+            a.insert(s, data.subarray(s, Math.min(total, s + len)));
+            for (let d = a.read(); d; d = a.read()) out.push(...d);
+          };
+          for (const [s, l] of pieces) feed(s, l);
+          // then everything, in chunks, to finish
+          for (let s = 0; s < total; s += 97) feed(s, 97);
+          expect(a.rcvNxt).toBe(total);
+          expect(a.buffered).toBe(0);
+          expect(Uint8Array.from(out)).toEqual(data);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('counts buffered bytes (in order unread + out of order) exactly', () => {
+    const a = new Assembler();
+    a.insert(10, new Uint8Array(5));
+    expect(a.outOfOrderBytes).toBe(5);
+    a.insert(12, new Uint8Array(10)); // overlaps 12..15, adds 15..22
+    expect(a.outOfOrderBytes).toBe(12);
+    a.insert(0, new Uint8Array(10));
+    expect(a.rcvNxt).toBe(22);
+    expect(a.outOfOrderBytes).toBe(0);
+    expect(a.readable).toBe(22);
+  });
+});
+
+describe('SendBuffer', () => {
+  it('slices without copying and frees on ack', () => {
+    const b = new SendBuffer();
+    const w1 = new Uint8Array([1, 2, 3]);
+    const w2 = new Uint8Array([4, 5, 6, 7]);
+    b.push(w1);
+    b.push(w2);
+    expect(b.held).toBe(7);
+    const s = b.slice(2, 10);
+    expect([...s]).toEqual([3]);
+    expect(s.buffer).toBe(w1.buffer);
+    expect([...b.slice(3, 2)]).toEqual([4, 5]);
+    b.ack(4);
+    expect(b.held).toBe(3);
+    expect(() => b.slice(3, 1)).toThrow(RangeError);
+    expect([...b.slice(4, 9)]).toEqual([5, 6, 7]);
+  });
+});
+
+describe('token allocators', () => {
+  it('a keyed permutation is a bijection (24 bits, sampled) ', () => {
+    const p = new KeyedPermutation(16, seededBytes(mulberry32(1))(16));
+    const seen = new Set<number>();
+    for (let i = 0; i < 65536; i++) seen.add(p.permute(i));
+    expect(seen.size).toBe(65536);
+  });
+
+  it('random tokens: 100 000 distinct, no trial-and-error', () => {
+    const a = new RandomTokenAllocator(seededBytes(mulberry32(2)));
+    const seen = new Set<number>();
+    let lookups = 0;
+    for (let i = 0; i < 100_000; i++) {
+      const t = a.allocate((x) => {
+        lookups++;
+        return seen.has(x);
+      });
+      expect(t).not.toBeNull();
+      seen.add(t!);
+    }
+    expect(seen.size).toBe(100_000);
+    expect(lookups).toBe(100_000); // one check each: never had to retry
+  });
+
+  it('server-id tokens carry the id in the top byte and stay distinct', () => {
+    const a = new ServerIdTokenAllocator(42, seededBytes(mulberry32(3)));
+    const seen = new Set<number>();
+    for (let i = 0; i < 50_000; i++) {
+      const t = a.allocate((x) => seen.has(x))!;
+      expect(serverIdOfToken(t)).toBe(42);
+      seen.add(t);
+    }
+    expect(seen.size).toBe(50_000);
+    expect(() => new ServerIdTokenAllocator(256, seededBytes(mulberry32(3)))).toThrow(RangeError);
+  });
+
+  it('returns null when every candidate is taken (no endless loop)', () => {
+    const a = new RandomTokenAllocator(seededBytes(mulberry32(4)));
+    expect(a.allocate(() => true)).toBeNull();
+  });
+});
+
+describe('schedulers', () => {
+  const sf = (id: number, srtt: number | undefined, o: Partial<SchedSubflow> = {}): SchedSubflow => ({ id, srtt, backup: false, stale: false, hasRoom: true, ...o });
+  it('minrtt: lowest RTT with room; backups only when no active subflow is usable', () => {
+    const s = new MinRttScheduler();
+    expect(s.select([sf(0, 30), sf(1, 10)]).map((x) => x.id)).toEqual([1]);
+    expect(s.select([sf(0, 30), sf(1, 10, { hasRoom: false })]).map((x) => x.id)).toEqual([0]);
+    // an active subflow that is full keeps the backup idle
+    expect(s.select([sf(0, 30, { hasRoom: false }), sf(1, 1, { backup: true })])).toEqual([]);
+    // only when the active one is stale does the backup carry data
+    expect(s.select([sf(0, 30, { stale: true }), sf(1, 50, { backup: true })]).map((x) => x.id)).toEqual([1]);
+    // stale subflows are the last resort
+    expect(s.select([sf(0, 30, { stale: true })]).map((x) => x.id)).toEqual([0]);
+  });
+  it('roundrobin takes turns', () => {
+    const s = new RoundRobinScheduler();
+    const all = [sf(0, 1), sf(1, 1), sf(2, 1)];
+    expect([0, 1, 2, 3].map(() => s.select(all)[0].id)).toEqual([0, 1, 2, 0]);
+  });
+  it('redundant picks every usable subflow with room', () => {
+    const s = new RedundantScheduler();
+    expect(s.select([sf(0, 1), sf(1, 1, { hasRoom: false }), sf(2, 1)]).map((x) => x.id)).toEqual([0, 2]);
+  });
+});
