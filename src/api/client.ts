@@ -1,0 +1,125 @@
+/**
+ * `connect()`: `tls.connect` over a multipath stream. The returned object is
+ * a real `tls.TLSSocket` (certificates, ALPN, `authorized`,
+ * `exportKeyingMaterial` all work) with `.mptcp` added.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import { Endpoint } from '../core/endpoint.js';
+import type { SchedulerName } from '../core/scheduler.js';
+import type { ConnectionLimits, KeyMode } from '../core/types.js';
+import { MultipathDriver, now } from '../transport/userspace/driver.js';
+import { MultipathStream } from '../transport/userspace/stream.js';
+import { exportMptcpKeys } from '../tls/keys.js';
+import { checkServerPin } from '../tls/pin.js';
+import { UserspaceInfo, type MptcpSocketInfo, type MptcpSubflow } from './info.js';
+
+export interface MptcpClientOptions {
+  /** Local addresses to use: [0] for the first subflow, each other one gets a join. */
+  localAddresses?: string[];
+  /** 'userspace' (default): multipath over ordinary TCP subflows. 'kernel': Linux IPPROTO_MPTCP. */
+  transport?: 'userspace' | 'kernel';
+  scheduler?: SchedulerName;
+  /** Fall back to plain TLS when the server does not speak multipath (default true). */
+  fallback?: boolean;
+  /** 'external' (default): G bit, keys from TLS. 'rfc8684': keys in clear (for comparison only). */
+  keyMode?: KeyMode;
+  maxSubflows?: number;
+  limits?: Partial<ConnectionLimits>;
+}
+
+export interface ConnectOptions extends tls.ConnectionOptions {
+  mptcp?: MptcpClientOptions;
+  /** SHA-256 of the server's SubjectPublicKeyInfo (base64, or "sha256//base64"), checked on every connection. */
+  pin?: string | string[];
+}
+
+export type MptlsSocket = tls.TLSSocket & {
+  mptcp: MptcpSocketInfo;
+  on(event: 'subflow', listener: (info: MptcpSubflow) => void): MptlsSocket;
+};
+
+let sharedEndpoint: Endpoint | undefined;
+/** The process-wide client endpoint: its token table keeps client tokens unique. */
+export function clientEndpoint(): Endpoint {
+  sharedEndpoint ??= new Endpoint({ acceptModes: [] });
+  return sharedEndpoint;
+}
+
+function normalise(args: unknown[]): { options: ConnectOptions; cb?: () => void } {
+  let options: ConnectOptions = {};
+  let cb: (() => void) | undefined;
+  const a = [...args];
+  if (typeof a[a.length - 1] === 'function') cb = a.pop() as () => void;
+  if (typeof a[0] === 'object' && a[0] !== null) options = { ...(a[0] as ConnectOptions) };
+  else {
+    if (a[0] !== undefined) options.port = Number(a[0]);
+    if (typeof a[1] === 'string') options.host = a[1];
+    if (typeof a[1] === 'object' && a[1] !== null) Object.assign(options, a[1]);
+    if (typeof a[2] === 'object' && a[2] !== null) Object.assign(options, a[2]);
+  }
+  return { options, cb };
+}
+
+/**
+ * Like `tls.connect`: `connect(options[, cb])` or `connect(port[, host][, options][, cb])`,
+ * plus `options.mptcp` and `options.pin`.
+ */
+export function connect(options: ConnectOptions, cb?: () => void): MptlsSocket;
+export function connect(port: number, host?: string | ConnectOptions, options?: ConnectOptions | (() => void), cb?: () => void): MptlsSocket;
+export function connect(...args: unknown[]): MptlsSocket {
+  const { options, cb } = normalise(args);
+  const mp = options.mptcp ?? {};
+  const host = options.host ?? 'localhost';
+  const port = Number(options.port);
+  if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new RangeError(`bad port ${String(options.port)}`);
+  const tlsOptions: tls.ConnectionOptions = { ...options };
+  delete (tlsOptions as ConnectOptions).mptcp;
+  delete (tlsOptions as ConnectOptions).pin;
+  if (options.pin) tlsOptions.checkServerIdentity = checkServerPin(options.pin);
+  if (tlsOptions.servername === undefined && !net.isIP(host)) tlsOptions.servername = host;
+
+  if (mp.transport === 'kernel') {
+    throw new Error("mptcp.transport 'kernel' needs the Linux kernel bridge (not built yet)");
+  }
+  const localAddresses = mp.localAddresses?.map((address) => ({ address }));
+  const conn = clientEndpoint().connect(now(), {
+    mode: mp.keyMode ?? 'external',
+    remote: { address: host, port },
+    localAddresses,
+    scheduler: mp.scheduler,
+    mss: 65000,
+    limits: { ...mp.limits, ...(mp.maxSubflows ? { maxSubflows: mp.maxSubflows } : {}) },
+  });
+  const driver = new MultipathDriver(conn, { defaultPort: port });
+  const first = net.connect({ host, port, localAddress: mp.localAddresses?.[0] });
+  driver.attach(0, first);
+  const fallbackAllowed = mp.fallback ?? true;
+  const stream = new MultipathStream(
+    driver,
+    fallbackAllowed ? { host, port, localAddress: mp.localAddresses?.[0] } : undefined,
+  );
+  const socket = tls.connect({ ...tlsOptions, host, port, socket: stream }) as MptlsSocket;
+  const info = new UserspaceInfo(driver);
+  socket.mptcp = info;
+  stream.on('fallback', (reason: string) => {
+    info.mode = 'fallback';
+    info.fallbackReason = reason;
+  });
+  driver.on('subflow', () => {
+    for (const s of info.subflows()) if (s.state === 'established' && !reported.has(s.id)) {
+      reported.add(s.id);
+      socket.emit('subflow', s);
+    }
+  });
+  const reported = new Set<number>();
+  socket.once('secureConnect', () => {
+    if (info.mode !== 'userspace' || conn.state !== 'established' || conn.mode !== 'external') return;
+    const keys = exportMptcpKeys(socket, conn.localToken, conn.remoteToken);
+    info.setKeys(keys.keyA, keys.keyB);
+    conn.installKeys(keys.keyA, keys.keyB, now());
+    driver.pump();
+  });
+  if (cb) socket.once('secureConnect', cb);
+  return socket;
+}

@@ -1,0 +1,74 @@
+/**
+ * `https`: node:https with multipath underneath. `createServer` serves
+ * multipath and plain HTTPS clients on one port; `request`/`get`/`Agent`
+ * open multipath connections (`options.mptcp`), falling back to plain TLS.
+ * Handlers (Express, Fastify, plain node:http) run unchanged.
+ */
+import nodeHttps from 'node:https';
+import type http from 'node:http';
+import type tls from 'node:tls';
+import { connect, type MptcpClientOptions, type MptlsSocket } from './client.js';
+import { enableMultipath, type ServerOptions } from './server.js';
+
+export interface AgentOptions extends nodeHttps.AgentOptions {
+  mptcp?: MptcpClientOptions;
+  pin?: string | string[];
+}
+
+export type RequestOptions = nodeHttps.RequestOptions & { mptcp?: MptcpClientOptions; pin?: string | string[] };
+
+export class Agent extends nodeHttps.Agent {
+  readonly mptcp: MptcpClientOptions | undefined;
+  readonly pin: string | string[] | undefined;
+  constructor(options: AgentOptions = {}) {
+    super(options);
+    this.mptcp = options.mptcp;
+    this.pin = options.pin;
+  }
+  override createConnection(options: RequestOptions & tls.ConnectionOptions): MptlsSocket {
+    const mptcp = { ...this.mptcp, ...options.mptcp };
+    return connect({ ...options, mptcp, pin: options.pin ?? this.pin } as unknown as import("./client.js").ConnectOptions);
+  }
+  override getName(options?: RequestOptions): string {
+    const base = super.getName(options as nodeHttps.RequestOptions);
+    const mp = options?.mptcp ? JSON.stringify(options.mptcp) : '';
+    return `${base}:mptls:${mp}:${String(options?.pin ?? '')}`;
+  }
+}
+
+export const globalAgent = new Agent({ keepAlive: true });
+
+export function createServer(options: ServerOptions, handler?: http.RequestListener): nodeHttps.Server & { mptcp: ReturnType<typeof enableMultipath>['mptcp'] } {
+  const tlsOptions = { ...options };
+  delete tlsOptions.mptcp;
+  const server = nodeHttps.createServer(tlsOptions, handler);
+  return enableMultipath(server, options);
+}
+
+type Cb = (res: http.IncomingMessage) => void;
+
+function withAgent(options: RequestOptions): RequestOptions {
+  if (options.agent !== undefined) return options;
+  return { ...options, agent: globalAgent };
+}
+
+/** Like `https.request`, plus `options.mptcp` and `options.pin`. */
+export function request(url: string | URL, options?: RequestOptions, cb?: Cb): http.ClientRequest;
+export function request(options: RequestOptions, cb?: Cb): http.ClientRequest;
+export function request(a: string | URL | RequestOptions, b?: RequestOptions | Cb, c?: Cb): http.ClientRequest {
+  if (typeof a === 'string' || a instanceof URL) {
+    const opts = typeof b === 'object' ? b : {};
+    const cb = typeof b === 'function' ? b : c;
+    return nodeHttps.request(a, withAgent(opts) as nodeHttps.RequestOptions, cb);
+  }
+  return nodeHttps.request(withAgent(a) as nodeHttps.RequestOptions, b as Cb | undefined);
+}
+
+/** Like `https.get`. */
+export function get(url: string | URL, options?: RequestOptions, cb?: Cb): http.ClientRequest;
+export function get(options: RequestOptions, cb?: Cb): http.ClientRequest;
+export function get(a: string | URL | RequestOptions, b?: RequestOptions | Cb, c?: Cb): http.ClientRequest {
+  const req = request(a as string, b as RequestOptions, c);
+  req.end();
+  return req;
+}

@@ -1,0 +1,93 @@
+/**
+ * `socket.mptcp`: what a TLSSocket of mptls says about its multipath side.
+ * Counters and fingerprints only: never key material.
+ */
+import type { MibCounters } from '../core/mib.js';
+import { MIB_NAMES } from '../core/mib.js';
+import type { MultipathDriver } from '../transport/userspace/driver.js';
+import { keyFingerprint } from '../tls/keys.js';
+
+export type MptcpMode = 'userspace' | 'kernel' | 'fallback';
+
+export interface MptcpSubflow {
+  id: number;
+  localAddress?: string;
+  localPort?: number;
+  remoteAddress?: string;
+  remotePort?: number;
+  backup: boolean;
+  state: string;
+  bytesSent: number;
+  bytesReceived: number;
+  rttMs?: number;
+}
+
+/** The part of `socket.mptcp` every mode has. */
+export interface MptcpSocketInfo {
+  readonly mode: MptcpMode;
+  readonly fallbackReason?: string;
+  subflows(): MptcpSubflow[];
+  counters(): Partial<MibCounters>;
+  /** This side's and the peer's token (G-bit mode), when known. */
+  readonly tokens?: { local: number; remote: number };
+  /** SHA-256 prefixes of keyA and keyB (never the keys), once installed. */
+  readonly keyFingerprints?: { keyA: string; keyB: string };
+  readonly keysConfirmed: boolean;
+}
+
+export function zeroCounters(): MibCounters {
+  return Object.fromEntries(MIB_NAMES.map((n) => [n, 0])) as MibCounters;
+}
+
+/** `socket.mptcp` of a userspace multipath connection. */
+export class UserspaceInfo implements MptcpSocketInfo {
+  mode: MptcpMode = 'userspace';
+  fallbackReason: string | undefined;
+  keyFingerprints: { keyA: string; keyB: string } | undefined;
+  constructor(readonly driver: MultipathDriver) {}
+
+  setKeys(keyA: Uint8Array, keyB: Uint8Array): void {
+    this.keyFingerprints = { keyA: keyFingerprint(keyA), keyB: keyFingerprint(keyB) };
+  }
+  get tokens(): { local: number; remote: number } | undefined {
+    const c = this.driver.conn;
+    return c.localToken ? { local: c.localToken, remote: c.remoteToken } : undefined;
+  }
+  get keysConfirmed(): boolean {
+    return this.driver.conn.areKeysConfirmed;
+  }
+  subflows(): MptcpSubflow[] {
+    if (this.mode === 'fallback') return [];
+    return this.driver.conn.subflowInfo().map((s) => {
+      const sock = this.driver.socketOf(s.id);
+      return {
+        id: s.id,
+        localAddress: sock?.localAddress ?? s.localAddress,
+        localPort: sock?.localPort ?? s.localPort,
+        remoteAddress: sock?.remoteAddress ?? s.remoteAddress,
+        remotePort: sock?.remotePort ?? s.remotePort,
+        backup: s.backup,
+        state: s.state,
+        bytesSent: s.bytesSent,
+        bytesReceived: s.bytesReceived,
+        rttMs: s.rttMs,
+      };
+    });
+  }
+  counters(): MibCounters {
+    return this.driver.conn.counters();
+  }
+}
+
+/** `socket.mptcp` of a connection that runs over plain TCP. */
+export class FallbackInfo implements MptcpSocketInfo {
+  readonly mode = 'fallback' as const;
+  readonly keysConfirmed = false;
+  constructor(readonly fallbackReason: string) {}
+  subflows(): MptcpSubflow[] {
+    return [];
+  }
+  counters(): MibCounters {
+    return zeroCounters();
+  }
+}

@@ -1,0 +1,308 @@
+/**
+ * Drives one sans-I/O `Connection` over `net.Socket` subflows: the thin I/O
+ * glue of the userspace transport. Everything protocol-shaped happens in the
+ * core; this file moves bytes, keeps the one timer, and reports.
+ */
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { Connection, SubflowInfo } from '../../core/connection.js';
+import type { CloseReason, ConnectionEvent, Transmit } from '../../core/types.js';
+import { encodeFrameHead, FrameError, FrameParser, preamble, ROLE_CLIENT, ROLE_SERVER, type ParsedItem } from './frame.js';
+
+export interface DriverOptions {
+  /** Client: how to open a join subflow (default: net.connect). */
+  connect?: (opts: { host: string; port: number; localAddress?: string }) => net.Socket;
+  /** Client: the port joins use when an address comes without one. */
+  defaultPort?: number;
+}
+
+interface SubflowSocket {
+  id: number;
+  socket: net.Socket;
+  parser: FrameParser;
+  /** The peer's preamble arrived. */
+  open: boolean;
+  ended: boolean;
+  corked: boolean;
+  error?: Error;
+  gotBytes: boolean;
+}
+
+export interface SubflowEventInfo extends SubflowInfo {}
+
+/** A monotonic clock in ms. */
+export const now = (): number => performance.now();
+
+export class MultipathDriver extends EventEmitter {
+  readonly conn: Connection;
+  private readonly subflows = new Map<number, SubflowSocket>();
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Infinity;
+  private pumping = false;
+  private again = false;
+  private closed = false;
+  private readonly role: number;
+  /** Frames that failed to parse or sockets that errored, for diagnostics. */
+  readonly errors: string[] = [];
+
+  constructor(
+    conn: Connection,
+    private readonly options: DriverOptions = {},
+  ) {
+    super();
+    this.conn = conn;
+    this.role = conn.role === 'client' ? ROLE_CLIENT : ROLE_SERVER;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /**
+   * Takes over a TCP connection as subflow `id`. `parser` carries any state
+   * from a listener that already read the peer's first bytes; `items` are
+   * parsed items the listener has not handed to the core yet.
+   */
+  attach(id: number, socket: net.Socket, parser = new FrameParser(), items: ParsedItem[] = []): void {
+    const sf: SubflowSocket = { id, socket, parser, open: parser.sawPreamble, ended: false, corked: false, gotBytes: false };
+    this.subflows.set(id, sf);
+    socket.setNoDelay(true);
+    socket.write(preamble(this.role));
+    socket.on('data', (chunk: Buffer) => this.onData(sf, chunk));
+    socket.on('end', () => {
+      if (this.beforePreamble(sf, 'the server closed without the mptls preamble')) return;
+      if (!sf.ended) this.conn.handleSubflowClosed(id, now(), 'fin');
+      sf.ended = true;
+      socket.end();
+      this.pump();
+    });
+    socket.on('error', (err) => {
+      sf.error = err;
+      this.errors.push(`subflow ${id}: ${err.message}`);
+    });
+    socket.on('close', () => {
+      if (this.isInitialClientSubflow(sf) && !sf.open && !sf.ended) {
+        if (sf.error && !sf.gotBytes) {
+          sf.ended = true;
+          this.emit('connect-failed', sf.error);
+        } else if (this.beforePreamble(sf, 'the server closed without the mptls preamble')) return;
+      }
+      this.subflows.delete(id);
+      if (!sf.ended) this.conn.handleSubflowClosed(id, now(), 'reset');
+      sf.ended = true;
+      this.pump();
+    });
+    socket.on('drain', () => this.pump());
+    for (const it of items) this.handleItem(sf, it);
+    this.pump();
+  }
+
+  private isInitialClientSubflow(sf: SubflowSocket): boolean {
+    return this.role === ROLE_CLIENT && sf.id === 0;
+  }
+
+  /**
+   * The client's first subflow ended or spoke something else before the
+   * server's preamble: the server does not speak mptls. Returns true when a
+   * listener (the stream's fallback) took it over.
+   */
+  private beforePreamble(sf: SubflowSocket, reason: string): boolean {
+    if (!this.isInitialClientSubflow(sf) || sf.open || sf.ended) return false;
+    if (this.listenerCount('no-preamble') === 0) return false;
+    sf.ended = true;
+    this.subflows.delete(sf.id);
+    sf.socket.destroy();
+    this.emit('no-preamble', reason);
+    return true;
+  }
+
+  private onData(sf: SubflowSocket, chunk: Buffer): void {
+    sf.gotBytes = true;
+    let items: ParsedItem[];
+    try {
+      items = sf.parser.push(chunk);
+    } catch (e) {
+      if (this.beforePreamble(sf, `the server answered without the mptls preamble (${e instanceof FrameError ? e.reason : String(e)})`)) return;
+      this.protocolError(sf, e);
+      return;
+    }
+    for (const it of items) this.handleItem(sf, it);
+    this.pump();
+  }
+
+  private handleItem(sf: SubflowSocket, it: ParsedItem): void {
+    if (it.kind === 'preamble') {
+      sf.open = true;
+      this.emit('preamble', sf.id);
+      return;
+    }
+    this.conn.handleSegment(sf.id, it.segment, now());
+  }
+
+  private protocolError(sf: SubflowSocket, e: unknown): void {
+    const msg = e instanceof FrameError ? e.message : String(e);
+    this.errors.push(`subflow ${sf.id}: ${msg}`);
+    this.emit('frame-error', sf.id, e);
+    this.conn.mib.inc('ProtocolError');
+    sf.ended = true;
+    this.conn.handleSubflowClosed(sf.id, now(), 'error');
+    sf.socket.destroy();
+    this.pump();
+  }
+
+  /** Runs the core until it has nothing more to say; re-entrancy safe. */
+  pump(): void {
+    if (this.pumping) {
+      this.again = true;
+      return;
+    }
+    this.pumping = true;
+    try {
+      do {
+        this.again = false;
+        this.pumpOnce();
+      } while (this.again);
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private pumpOnce(): void {
+    const t = now();
+    const conn = this.conn;
+    for (const sf of this.subflows.values()) conn.setSendQueue(sf.id, sf.socket.writableLength);
+    for (let ev = conn.pollEvent(); ev; ev = conn.pollEvent()) this.onEvent(ev);
+    // Let the application side move bytes in and out before we send.
+    this.emit('pump');
+    for (const ev of this.drainEvents()) this.onEvent(ev);
+    let tx: Transmit | null;
+    while ((tx = conn.pollTransmit(t)) !== null) this.write(tx);
+    for (const sf of this.subflows.values()) {
+      if (sf.corked) {
+        sf.corked = false;
+        sf.socket.uncork();
+      }
+    }
+    for (let ev = conn.pollEvent(); ev; ev = conn.pollEvent()) this.onEvent(ev);
+    this.armTimer();
+  }
+
+  private *drainEvents(): Generator<ConnectionEvent> {
+    for (let ev = this.conn.pollEvent(); ev; ev = this.conn.pollEvent()) yield ev;
+  }
+
+  private write(tx: Transmit): void {
+    const sf = this.subflows.get(tx.subflow);
+    if (!sf || sf.socket.destroyed) return;
+    if (!sf.ended || tx.close) {
+      if (!sf.corked) {
+        sf.corked = true;
+        sf.socket.cork();
+      }
+      if (sf.socket.writable) {
+        sf.socket.write(encodeFrameHead(tx.segment));
+        if (tx.segment.payload && tx.segment.payload.length > 0) sf.socket.write(tx.segment.payload);
+      }
+    }
+    this.conn.setSendQueue(sf.id, sf.socket.writableLength);
+    if (tx.close) {
+      sf.ended = true;
+      if (sf.corked) {
+        sf.corked = false;
+        sf.socket.uncork();
+      }
+      sf.socket.end();
+      if (tx.close === 'reset') {
+        // The MP_TCPRST is written; do not wait for the peer's FIN.
+        setTimeout(() => sf.socket.destroy(), 1000).unref();
+      }
+    }
+  }
+
+  private onEvent(ev: ConnectionEvent): void {
+    switch (ev.type) {
+      case 'subflow-open':
+        this.openSubflow(ev);
+        break;
+      case 'subflow-up': {
+        const info = this.conn.subflowInfo().find((s) => s.id === ev.subflow);
+        this.emit('subflow', info ?? { id: ev.subflow });
+        break;
+      }
+      case 'closed':
+        this.onClosed(ev.reason);
+        this.emit('closed', ev.reason);
+        break;
+      default:
+        this.emit(ev.type, ev);
+        break;
+    }
+  }
+
+  private openSubflow(ev: Extract<ConnectionEvent, { type: 'subflow-open' }>): void {
+    const port = ev.remotePort ?? this.options.defaultPort;
+    if (port === undefined) {
+      this.conn.handleSubflowClosed(ev.subflow, now(), 'error');
+      return;
+    }
+    const connect = this.options.connect ?? ((o) => net.connect(o));
+    let socket: net.Socket;
+    try {
+      socket = connect({ host: ev.remoteAddress, port, localAddress: ev.localAddress });
+    } catch (e) {
+      this.errors.push(`join ${ev.subflow}: ${(e as Error).message}`);
+      this.conn.handleSubflowClosed(ev.subflow, now(), 'error');
+      return;
+    }
+    this.attach(ev.subflow, socket);
+  }
+
+  private onClosed(_reason: CloseReason): void {
+    this.closed = true;
+    // Let queued frames (the last ACK, FINs, resets) go out, then let go.
+    setImmediate(() => {
+      for (const sf of this.subflows.values()) {
+        if (!sf.ended) {
+          sf.ended = true;
+          sf.socket.end();
+        }
+        setTimeout(() => sf.socket.destroy(), 2000).unref();
+      }
+    });
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = Infinity;
+  }
+
+  private armTimer(): void {
+    if (this.closed) return;
+    const at = this.conn.pollTimeout();
+    const target = at ?? Infinity;
+    if (target === this.timerAt) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = target;
+    if (target === Infinity) return;
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        this.timerAt = Infinity;
+        this.conn.handleTimeout(now());
+        this.pump();
+      },
+      Math.max(0, Math.ceil(target - now())),
+    );
+    this.timer.unref();
+  }
+
+  /** Destroys every subflow at once (after abort). */
+  destroyAll(): void {
+    for (const sf of this.subflows.values()) sf.socket.destroy();
+  }
+
+  /** Local/remote addresses of live subflows, keyed by id. */
+  socketOf(id: number): net.Socket | undefined {
+    return this.subflows.get(id)?.socket;
+  }
+}
