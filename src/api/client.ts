@@ -12,7 +12,7 @@ import { MultipathDriver, now } from '../transport/userspace/driver.js';
 import { MultipathStream } from '../transport/userspace/stream.js';
 import { exportMptcpKeys } from '../tls/keys.js';
 import { checkServerPin } from '../tls/pin.js';
-import { UserspaceInfo, type MptcpSocketInfo, type MptcpSubflow } from './info.js';
+import { exposeAddresses, UserspaceInfo, type MptcpSocketInfo, type MptcpSubflow } from './info.js';
 
 export interface MptcpClientOptions {
   /** Local addresses to use: [0] for the first subflow, each other one gets a join. */
@@ -99,9 +99,10 @@ export function connect(...args: unknown[]): MptlsSocket {
     driver,
     fallbackAllowed ? { host, port, localAddress: mp.localAddresses?.[0] } : undefined,
   );
-  const socket = tls.connect({ ...tlsOptions, host, port, socket: stream }) as MptlsSocket;
+  const socket = stream.wrapWithHalfOpen((options as { allowHalfOpen?: boolean }).allowHalfOpen ?? false, () => tls.connect({ ...tlsOptions, host, port, socket: stream })) as MptlsSocket;
   const info = new UserspaceInfo(driver);
   socket.mptcp = info;
+  exposeAddresses(socket, () => stream.addressSocket());
   stream.on('fallback', (reason: string) => {
     info.mode = 'fallback';
     info.fallbackReason = reason;
@@ -114,6 +115,8 @@ export function connect(...args: unknown[]): MptlsSocket {
   });
   const reported = new Set<number>();
   socket.once('secureConnect', () => {
+    void socket.remoteAddress; // remember the addresses while a subflow is up
+    void socket.localAddress;
     if (info.mode !== 'userspace' || conn.state !== 'established' || conn.mode !== 'external') return;
     const keys = exportMptcpKeys(socket, conn.localToken, conn.remoteToken);
     info.setKeys(keys.keyA, keys.keyB);

@@ -51,7 +51,8 @@ export class UserspaceInfo implements MptcpSocketInfo {
   }
   get tokens(): { local: number; remote: number } | undefined {
     const c = this.driver.conn;
-    return c.localToken ? { local: c.localToken, remote: c.remoteToken } : undefined;
+    if (this.mode === 'fallback' || !c.remoteToken) return undefined;
+    return { local: c.localToken, remote: c.remoteToken };
   }
   get keysConfirmed(): boolean {
     return this.driver.conn.areKeysConfirmed;
@@ -89,5 +90,30 @@ export class FallbackInfo implements MptcpSocketInfo {
   }
   counters(): MibCounters {
     return zeroCounters();
+  }
+}
+
+/**
+ * node:tls reads a socket's addresses from its handle, which a TLSSocket over
+ * a JS stream does not have: give it those of the connection that stands for
+ * it (the first live subflow, or the plain TCP connection after fallback).
+ */
+export function exposeAddresses(target: object, source: () => import('node:net').Socket | undefined): void {
+  // Like net.Socket, keep answering after the connection closed.
+  const names = ['remoteAddress', 'remotePort', 'remoteFamily', 'localAddress', 'localPort', 'localFamily'] as const;
+  const last: Record<string, unknown> = {};
+  const refresh = () => {
+    const s = source() as unknown as Record<string, unknown> | undefined;
+    if (s && s.remoteAddress !== undefined) for (const n of names) last[n] = s[n];
+  };
+  for (const name of names) {
+    Object.defineProperty(target, name, {
+      configurable: true,
+      enumerable: false,
+      get: () => {
+        refresh();
+        return last[name];
+      },
+    });
   }
 }

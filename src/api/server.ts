@@ -17,7 +17,7 @@ import { Acceptor } from '../transport/userspace/acceptor.js';
 import { now, type MultipathDriver } from '../transport/userspace/driver.js';
 import { MultipathStream } from '../transport/userspace/stream.js';
 import { exportMptcpKeys } from '../tls/keys.js';
-import { FallbackInfo, UserspaceInfo, type MptcpSocketInfo } from './info.js';
+import { exposeAddresses, FallbackInfo, UserspaceInfo, type MptcpSocketInfo } from './info.js';
 import type { MptlsSocket } from './client.js';
 
 export interface MptcpServerOptions {
@@ -120,7 +120,8 @@ function serveMultipath(server: tls.Server, options: ServerOptions, driver: Mult
   const srv = server as unknown as { ALPNProtocols?: Buffer; requestCert?: boolean; rejectUnauthorized?: boolean };
   const requestCert = srv.requestCert ?? !!options.requestCert;
   const rejectUnauthorized = srv.rejectUnauthorized ?? options.rejectUnauthorized !== false;
-  const socket = new tls.TLSSocket(stream, {
+  const halfOpen = !!(server as unknown as { allowHalfOpen?: boolean }).allowHalfOpen;
+  const socket = stream.wrapWithHalfOpen(halfOpen, () => new tls.TLSSocket(stream, {
     isServer: true,
     server: server as tls.Server,
     secureContext,
@@ -128,9 +129,10 @@ function serveMultipath(server: tls.Server, options: ServerOptions, driver: Mult
     rejectUnauthorized,
     ALPNProtocols: options.ALPNProtocols,
     SNICallback: options.SNICallback,
-  } as tls.TLSSocketOptions) as MptlsSocket;
+  } as tls.TLSSocketOptions)) as MptlsSocket;
   const info = new UserspaceInfo(driver);
   (socket as { mptcp: MptcpSocketInfo }).mptcp = info;
+  exposeAddresses(socket, () => stream.addressSocket());
   const internals = socket as unknown as TlsSocketInternals;
   const handshakeTimeout = options.handshakeTimeout ?? 120_000;
   const timer = handshakeTimeout > 0 ? setTimeout(() => socket.destroy(new Error('TLS handshake timeout')), handshakeTimeout) : undefined;
@@ -166,6 +168,8 @@ function serveMultipath(server: tls.Server, options: ServerOptions, driver: Mult
         socket.authorized = true;
       }
     }
+    void socket.remoteAddress; // remember the addresses while a subflow is up
+    void socket.localAddress;
     if (!socket.destroyed && internals._releaseControl()) {
       socket.removeListener('error', quiet);
       server.emit('secureConnection', socket);

@@ -301,6 +301,13 @@ export class MultipathDriver extends EventEmitter {
     for (const sf of this.subflows.values()) sf.socket.destroy();
   }
 
+  /** The live subflow socket with the lowest id. */
+  firstSocket(): net.Socket | undefined {
+    let best: SubflowSocket | undefined;
+    for (const sf of this.subflows.values()) if (!sf.socket.destroyed && (!best || sf.id < best.id)) best = sf;
+    return best?.socket;
+  }
+
   /** Local/remote addresses of live subflows, keyed by id. */
   socketOf(id: number): net.Socket | undefined {
     return this.subflows.get(id)?.socket;

@@ -77,6 +77,28 @@ export class MultipathStream extends Duplex {
     });
   }
 
+  /**
+   * Runs `fn` (which wraps this stream in a TLSSocket) while the stream
+   * reports `allowHalfOpen = value`: node:tls copies the wrapped socket's
+   * setting, and a TLSSocket must get node's default (false: end when the
+   * peer ends) while the stream itself never ends on its own.
+   */
+  wrapWithHalfOpen<T>(value: boolean, fn: () => T): T {
+    const own = this.allowHalfOpen;
+    this.allowHalfOpen = value;
+    try {
+      return fn();
+    } finally {
+      this.allowHalfOpen = own;
+    }
+  }
+
+  /** The TCP connection whose addresses stand for this stream: the raw one after fallback, else the lowest-id live subflow. */
+  addressSocket(): net.Socket | undefined {
+    if (this.raw) return this.raw;
+    return this.driver.firstSocket();
+  }
+
   /** Switch to plain TCP (client only, before the multipath handshake finished). */
   fallBack(reason: string): boolean {
     if (!this.fallback || !this.replay || this.mode !== 'userspace' || this.destroyed) return false;

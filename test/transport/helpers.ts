@@ -1,0 +1,104 @@
+import { readFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import type net from 'node:net';
+import type tls from 'node:tls';
+import { createServer, connect, type ConnectOptions, type MptlsSocket, type ServerOptions } from '../../src/api/index.js';
+
+export const fixtures = {
+  key: readFileSync(new URL('../../certs-fixtures/server.key', import.meta.url)),
+  cert: readFileSync(new URL('../../certs-fixtures/server.pem', import.meta.url)),
+  ca: readFileSync(new URL('../../certs-fixtures/ca.pem', import.meta.url)),
+  clientKey: readFileSync(new URL('../../certs-fixtures/client.key', import.meta.url)),
+  clientCert: readFileSync(new URL('../../certs-fixtures/client.pem', import.meta.url)),
+};
+
+export type Server = ReturnType<typeof createServer>;
+
+/** Tracks the raw connections of a server so `close` can end them. */
+const tracked = new WeakMap<net.Server, Set<net.Socket>>();
+
+export async function listen(server: net.Server, host = '127.0.0.1'): Promise<number> {
+  const set = new Set<net.Socket>();
+  tracked.set(server, set);
+  server.on('connection', (s: net.Socket) => {
+    set.add(s);
+    s.on('close', () => set.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(0, host, r));
+  return (server.address() as net.AddressInfo).port;
+}
+
+/** Closes a server; connections still open after `graceMs` are destroyed (a test failed half-way). */
+export function close(server: net.Server, graceMs = 2000): Promise<void> {
+  const sockets = tracked.get(server) ?? new Set<net.Socket>();
+  return new Promise((r) => {
+    const t = setTimeout(() => {
+      for (const s of sockets) s.destroy();
+      (server as net.Server & { closeAllConnections?: () => void }).closeAllConnections?.();
+    }, graceMs);
+    server.close(() => {
+      clearTimeout(t);
+      r();
+    });
+  });
+}
+
+/** A deterministic source of `size` bytes, written with backpressure; resolves with its SHA-256. */
+export function sendBulk(socket: tls.TLSSocket, size: number, chunk = 1 << 20): Promise<string> {
+  const block = randomBytes(chunk);
+  const h = createHash('sha256');
+  let sent = 0;
+  return new Promise((resolve, reject) => {
+    socket.once('error', reject);
+    const pump = () => {
+      while (sent < size) {
+        const n = Math.min(chunk, size - sent);
+        const b = n === chunk ? block : block.subarray(0, n);
+        h.update(b);
+        sent += n;
+        if (!socket.write(b)) {
+          socket.once('drain', pump);
+          return;
+        }
+      }
+      socket.end();
+      resolve(h.digest('hex'));
+    };
+    pump();
+  });
+}
+
+/** Reads until the peer's end; resolves with the byte count and SHA-256. */
+export function receiveAll(socket: tls.TLSSocket): Promise<{ bytes: number; sha256: string }> {
+  const h = createHash('sha256');
+  let bytes = 0;
+  return new Promise((resolve, reject) => {
+    socket.on('data', (d: Buffer) => {
+      h.update(d);
+      bytes += d.length;
+    });
+    socket.once('end', () => resolve({ bytes, sha256: h.digest('hex') }));
+    socket.once('error', reject);
+  });
+}
+
+export function mptlsServer(opts: Partial<ServerOptions> = {}, onSocket?: (s: MptlsSocket) => void): Server {
+  return createServer({ key: fixtures.key, cert: fixtures.cert, ...opts }, onSocket);
+}
+
+export function mptlsConnect(port: number, opts: Partial<ConnectOptions> = {}): Promise<MptlsSocket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port, ca: fixtures.ca, ...opts });
+    s.once('secureConnect', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+/** Waits until `cond()` holds (polling), or fails after `ms`. */
+export async function until(cond: () => boolean, ms = 5000, what = 'condition'): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
