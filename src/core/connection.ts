@@ -59,6 +59,7 @@ export const DEFAULT_LIMITS: ConnectionLimits = {
   sendBufferLimit: 4 * 1024 * 1024,
   recvBufferLimit: 4 * 1024 * 1024,
   sendQueueLimit: 64 * 1024,
+  ackEveryBytes: 64 * 1024,
 };
 
 export const DEFAULT_TIMERS: ConnectionTimers = {
@@ -67,6 +68,7 @@ export const DEFAULT_TIMERS: ConnectionTimers = {
   minStallMs: 200,
   maxStallMs: 2_000,
   initialStallMs: 1_000,
+  delayedAckMs: 5,
   userTimeoutMs: 30_000,
 };
 
@@ -941,7 +943,9 @@ export class Connection {
         sf.rxMap = null;
       }
     }
-    sf.ackPending = true;
+    sf.unackedBytes += payload.length;
+    if (sf.ackDueAt === Infinity) sf.ackDueAt = now + this.timers.delayedAckMs;
+    if (sf.unackedBytes >= this.limits.ackEveryBytes) sf.ackPending = true;
     this.lastRxSubflow = sf.id;
     return true;
   }
@@ -1127,6 +1131,8 @@ export class Connection {
       if (sf.established) {
         t.segment.ack = sf.rcvSsn;
         sf.ackPending = false;
+        sf.unackedBytes = 0;
+        sf.ackDueAt = Infinity;
       }
       if (t.close && sf.open) sf.state = 'closed';
     }
@@ -1337,6 +1343,7 @@ export class Connection {
     for (const s of this.subflows.values()) {
       if (!s.open) continue;
       if (s.handshakeDeadline < t) t = s.handshakeDeadline;
+      if (s.ackDueAt < t && s.established) t = s.ackDueAt;
       const d = this.stallDeadline(s);
       if (d < t) t = d;
     }
@@ -1373,6 +1380,10 @@ export class Connection {
     }
     for (const s of [...this.subflows.values()]) {
       if (!s.open) continue;
+      if (now >= s.ackDueAt) {
+        s.ackPending = true;
+        s.ackDueAt = Infinity;
+      }
       if (now >= s.handshakeDeadline) {
         this.mib.inc('MPJoinTimeout');
         this.resetSubflow(s, TcpRstReason.MPTCP_SPECIFIC, now, 'join-timeout');

@@ -76,8 +76,11 @@ export class Subflow {
 
   bytesSent = 0;
   bytesReceived = 0;
-  /** Set when we received data and owe an ACK on this subflow. */
+  /** Set when we owe an ACK on this subflow now. */
   ackPending = false;
+  /** Payload bytes received since our last segment on this subflow, and when their ACK falls due (delayed ACK). */
+  unackedBytes = 0;
+  ackDueAt = Infinity;
 
   constructor(
     readonly id: number,

@@ -93,6 +93,8 @@ export interface ConnectionLimits {
   recvBufferLimit: number;
   /** Unsent bytes a subflow's driver may hold before the scheduler skips it. Default 64 KiB. */
   sendQueueLimit: number;
+  /** Unacknowledged received bytes on a subflow that trigger an immediate ACK. Default 64 KiB. */
+  ackEveryBytes: number;
 }
 
 export interface ConnectionTimers {
@@ -106,6 +108,12 @@ export interface ConnectionTimers {
   maxStallMs: number;
   /** Stall timeout before any RTT sample. Default 1 000 ms. */
   initialStallMs: number;
+  /**
+   * Delayed ACK: received data is acknowledged at the latest this long after
+   * it arrived, or at once when `ackEveryBytes` are unacknowledged (any
+   * segment we send acknowledges too). Default 5 ms.
+   */
+  delayedAckMs: number;
   /**
    * Every subflow stale and no progress for this long: the connection is
    * aborted ('timeout'), like TCP_USER_TIMEOUT. Default 30 000 ms.

@@ -86,14 +86,18 @@ export type ParsedItem = { kind: 'preamble'; version: number; role: number } | {
 
 /**
  * A streaming parser (an explicit state machine, like ws's Receiver): feed
- * it chunks as they arrive; it returns whole items and keeps at most one
- * partial frame. Payloads are views into the chunks whenever a frame lies
- * within one chunk; a frame split across chunks is copied once.
+ * it chunks as they arrive; it returns items as soon as they can be handed
+ * on and keeps at most one frame header and option area. Payloads are
+ * always views into the socket's chunks: a payload split across reads comes
+ * out as a segment with the first piece and continuation segments (no
+ * options) with the rest, which the core joins through the DSS mapping.
  */
 export class FrameParser {
   private chunks: Uint8Array[] = [];
   private buffered = 0;
-  private state: 'preamble' | 'header' | 'body' = 'preamble';
+  private state: 'preamble' | 'header' | 'options' | 'payload' = 'preamble';
+  /** Payload bytes of the current frame still to come. */
+  private payloadLeft = 0;
   private consumed = 0;
   private optLen = 0;
   private payloadLen = 0;
@@ -103,6 +107,10 @@ export class FrameParser {
   /** Bytes held waiting for the rest of a frame (bounded by one frame). */
   get pending(): number {
     return this.buffered;
+  }
+  /** Whether the parser stands at a frame boundary (no frame half-read). */
+  get atFrameBoundary(): boolean {
+    return this.state === 'header' && this.buffered === 0;
   }
   /** Whether the preamble has been seen yet. */
   get sawPreamble(): boolean {
@@ -144,12 +152,28 @@ export class FrameParser {
           if (this.optLen > MAX_OPTIONS_LENGTH) throw new FrameError(this.consumed - 14, `options length ${this.optLen} over ${MAX_OPTIONS_LENGTH}`);
           if (this.payloadLen > MAX_PAYLOAD_LENGTH) throw new FrameError(this.consumed - 12, `payload length ${this.payloadLen} over ${MAX_PAYLOAD_LENGTH}`);
           if ((h[1] & ~(FrameFlag.WINDOW | FrameFlag.ACK)) !== 0) throw new FrameError(this.consumed - 15, `unknown flags 0x${h[1].toString(16)}`);
-          this.state = 'body';
+          this.state = 'options';
+        } else if (this.state === 'payload') {
+          // The rest of a frame's payload, as it arrives: each piece is a
+          // view into one chunk, handed on as a continuation segment (the
+          // core continues the DSS mapping across segments, as over TCP).
+          if (this.buffered === 0) break;
+          const n = Math.min(this.payloadLeft, this.chunks[0].length);
+          out.push({ kind: 'segment', segment: { options: [], payload: this.take(n) } });
+          this.payloadLeft -= n;
+          if (this.payloadLeft === 0) this.state = 'header';
         } else {
-          if (this.buffered < this.optLen + this.payloadLen) break;
+          if (this.buffered < this.optLen) break;
+          // Options whole; the payload may follow in pieces (no copy).
+          if (this.payloadLen > 0 && this.buffered === this.optLen) break;
           const start = this.consumed;
           const opts = this.take(this.optLen);
-          const payload = this.payloadLen > 0 ? this.take(this.payloadLen) : undefined;
+          let payload: Uint8Array | undefined;
+          if (this.payloadLen > 0) {
+            const n = Math.min(this.payloadLen, this.chunks[0].length);
+            payload = this.take(n);
+            this.payloadLeft = this.payloadLen - n;
+          }
           let options: MptcpOption[];
           try {
             options = decodeOptions(opts);
@@ -164,7 +188,7 @@ export class FrameParser {
           if (h[1] & FrameFlag.WINDOW) segment.window = dv.getUint32(8);
           if (h[1] & FrameFlag.ACK) segment.ack = dv.getUint32(12);
           out.push({ kind: 'segment', segment });
-          this.state = 'header';
+          this.state = this.payloadLeft > 0 ? 'payload' : 'header';
         }
       }
     } catch (e) {
