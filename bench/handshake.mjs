@@ -1,0 +1,98 @@
+// Scenario 4: handshake costs.
+//  - time to a usable first subflow (TLS secureConnect) and to a joined second
+//    subflow, on a path of known RTT (userspace delay relay, 2 × 10 ms);
+//    plain node:tls through the same relay as the baseline;
+//  - joins per second one server sustains (clients in a child process);
+//  - HMAC cost per join (both sides' HMACs, computed and verified).
+import tls from 'node:tls';
+import { fork } from 'node:child_process';
+import { createServer, connect, joinSynAckHmac, joinAckHmac, timingSafeEqual } from '../dist/index.js';
+import { fixtures, median, delayRelay } from './lib/common.mjs';
+import { coreJoinsPerSecond } from './lib/core-joins.mjs';
+
+const ONE_WAY_MS = 10;
+
+async function timeToConnect(kind, port) {
+  const t0 = performance.now();
+  const opts = { host: '127.0.0.1', port, ca: fixtures.ca, servername: 'localhost' };
+  const s = kind === 'tls' ? tls.connect(opts) : connect({ ...opts, mptcp: { localAddresses: ['127.0.0.1', '127.0.0.2'] } });
+  await new Promise((r, j) => { s.once('secureConnect', r); s.once('error', j); });
+  const usable = performance.now() - t0;
+  let joined;
+  if (kind !== 'tls') {
+    await new Promise((r) => {
+      const check = () => s.mptcp.subflows().filter((x) => x.state === 'established').length >= 2;
+      if (check()) return r();
+      s.on('subflow', () => check() && r());
+    });
+    joined = performance.now() - t0;
+  }
+  s.destroy();
+  return { usable, joined };
+}
+
+export async function handshakeBench({ runs = 15 } = {}) {
+  const server = createServer({ key: fixtures.key, cert: fixtures.cert }, (s) => { s.on('error', () => {}); s.resume(); });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const relay = await delayRelay(server.address().port, ONE_WAY_MS);
+  const rtt = 2 * ONE_WAY_MS;
+  const tlsT = [], usable = [], joined = [];
+  for (let i = 0; i < runs; i++) {
+    tlsT.push((await timeToConnect('tls', relay.port)).usable);
+    const m = await timeToConnect('mptls', relay.port);
+    usable.push(m.usable);
+    joined.push(m.joined);
+  }
+  relay.close();
+  server.close();
+  const out = {
+    pathRttMs: rtt,
+    plainTlsConnectMs: median(tlsT),
+    firstSubflowUsableMs: median(usable),
+    secondSubflowJoinedMs: median(joined),
+  };
+  out.firstSubflowInRtts = out.firstSubflowUsableMs / rtt;
+  out.joinedInRtts = out.secondSubflowJoinedMs / rtt;
+  out.hmac = hmacCost();
+  out.coreJoinsPerSecond = coreJoinsPerSecond().joinsPerSecond;
+  out.joinsPerSecond = await joinsPerSecond();
+  return out;
+}
+
+function hmacCost(n = 20000) {
+  const kA = new Uint8Array(8).fill(1), kB = new Uint8Array(8).fill(2);
+  let x = 0;
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    // a join: the server computes HMAC-B, the client verifies it and computes HMAC-A, the server verifies that
+    const b = joinSynAckHmac(kB, kA, i, i + 1);
+    x ^= timingSafeEqual(b, joinSynAckHmac(kB, kA, i, i + 1)) ? 1 : 0;
+    const a = joinAckHmac(kA, kB, i + 1, i);
+    x ^= timingSafeEqual(a, joinAckHmac(kA, kB, i + 1, i)) ? 1 : 0;
+  }
+  const us = ((performance.now() - t0) * 1000) / n;
+  return { microsecondsPerJoin: us, hmacsPerJoin: 4, check: x };
+}
+
+/** Joins/s: a child process keeps CONC connections joining; each connection = 1 join. */
+async function joinsPerSecond(seconds = 4, conc = 64) {
+  const server = createServer({ key: fixtures.key, cert: fixtures.cert }, (s) => {
+    s.on('error', () => {});
+    s.on('subflow', (i) => { if (i.id === 1) s.end(); });
+    s.resume();
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const child = fork(new URL('./lib/join-client.mjs', import.meta.url), [String(server.address().port), String(seconds), String(conc)], { stdio: 'inherit' });
+  const t0 = performance.now();
+  const before = server.mptcp.counters().MPJoinAckRx;
+  const result = await new Promise((r) => child.once('message', r));
+  const joins = server.mptcp.counters().MPJoinAckRx - before;
+  const dt = (performance.now() - t0) / 1000;
+  server.close();
+  return { joinsPerSecond: joins / dt, joins, seconds: dt, concurrency: conc, clientCompleted: result.completed, refused: server.mptcp.counters().MPJoinRejected };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  console.log(JSON.stringify(await handshakeBench(), null, 2));
+  process.exit(0);
+}

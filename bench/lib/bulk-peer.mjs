@@ -1,0 +1,47 @@
+// Child of loopback.mjs. argv: role (server|client) kind (tls|userspace|kernel) [port] [bytes]
+process.on("SIGINT", () => process.exit(0));
+// server: listens on 127.0.0.1:0, reports {port}; on a connection, counts bytes until `bytes`, reports {done, cpu}.
+// client: connects, waits for 'go', sends `bytes` with backpressure, reports {sent, cpu}.
+import tls from 'node:tls';
+import { createServer, connect } from '../../dist/index.js';
+import { fixtures } from './common.mjs';
+
+const [role, kind, portArg, bytesArg] = process.argv.slice(2);
+const bytes = Number(bytesArg ?? 0);
+const cpuNow = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
+
+if (role === 'server') {
+  let expect = 0, cpu0 = 0, got = 0;
+  process.on('message', (m) => { if (m.expect) { expect = m.expect; got = 0; cpu0 = cpuNow(); } });
+  const onSocket = (s) => {
+    s.on('error', () => {});
+    s.on('data', (d) => {
+      got += d.length;
+      if (expect && got >= expect) { process.send({ done: true, at: Date.now(), cpu: cpuNow() - cpu0, mode: s.mptcp?.mode ?? 'tls' }); expect = 0; }
+    });
+  };
+  const opts = { key: fixtures.key, cert: fixtures.cert };
+  const server = kind === 'tls' ? tls.createServer(opts, onSocket) : createServer({ ...opts, mptcp: { kernel: kind === 'kernel' } }, onSocket);
+  server.listen(0, '127.0.0.1', () => process.send({ port: server.address().port }));
+} else {
+  const port = Number(portArg);
+  const o = { host: '127.0.0.1', port, ca: fixtures.ca, servername: 'localhost' };
+  const s = kind === 'tls' ? tls.connect(o) : connect({ ...o, mptcp: kind === 'kernel' ? { transport: 'kernel' } : { localAddresses: ['127.0.0.1'] } });
+  s.on('error', (e) => { process.send({ error: e.message }); });
+  s.once('secureConnect', () => process.send({ ready: true, mode: s.mptcp?.mode ?? 'tls' }));
+  const block = Buffer.alloc(1 << 20, 0x5a);
+  process.on('message', (m) => {
+    if (m !== 'go') return;
+    const cpu0 = cpuNow();
+    const t0 = Date.now();
+    let sent = 0;
+    const pump = () => {
+      while (sent < bytes) {
+        sent += block.length;
+        if (!s.write(block)) { s.once('drain', pump); return; }
+      }
+      process.send({ sent, startedAt: t0, cpu: cpuNow() - cpu0 });
+    };
+    pump();
+  });
+}

@@ -1,0 +1,40 @@
+// npm run bench: every scenario runs mptls and its baselines in the same run.
+// Writes bench/results/<date>.json and regenerates bench/RESULTS.md.
+//   node bench/run.mjs [--only loopback,handshake,memory,netns] [--quick]
+import fs from 'node:fs';
+import { machine, gitRev } from './lib/common.mjs';
+import { writeResultsMd } from './lib/report.mjs';
+
+const args = process.argv.slice(2);
+const only = args.includes('--only') ? args[args.indexOf('--only') + 1].split(',') : ['loopback', 'handshake', 'memory', 'netns'];
+const quick = args.includes('--quick');
+const results = { date: new Date().toISOString(), command: `node bench/run.mjs ${args.join(' ')}`.trim(), commit: gitRev(), machine: machine(), scenarios: {} };
+
+const log = (m) => process.stderr.write(`[bench] ${m}\n`);
+if (only.includes('loopback')) {
+  log('1. loopback bulk transfer');
+  const { loopbackBench } = await import('./loopback.mjs');
+  results.scenarios.loopback = await loopbackBench({ bytes: quick ? 2 ** 28 : 2 ** 30, runs: 3 });
+}
+if (only.includes('netns')) {
+  log('2-3. network namespaces: aggregation and failover');
+  const { netnsBench } = await import('./netns.mjs');
+  results.scenarios.netns = await netnsBench({ quick });
+}
+if (only.includes('handshake')) {
+  log('4. handshakes');
+  const { handshakeBench } = await import('./handshake.mjs');
+  results.scenarios.handshake = await handshakeBench({ runs: quick ? 5 : 15 });
+}
+if (only.includes('memory')) {
+  log('5. memory per idle connection');
+  const { memoryBench } = await import('./memory.mjs');
+  results.scenarios.memory = await memoryBench({ counts: quick ? [1000] : [1000, 10000] });
+}
+
+fs.mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+const file = new URL(`./results/${results.date.slice(0, 19).replace(/:/g, '-')}.json`, import.meta.url);
+fs.writeFileSync(file, JSON.stringify(results, null, 2) + '\n');
+writeResultsMd(results, file);
+log(`wrote ${file.pathname} and bench/RESULTS.md`);
+process.exit(0);
