@@ -8,8 +8,9 @@
  * Only use 198.18.0.0/15 (RFC 2544 benchmarking) addresses inside the
  * namespaces this creates.
  */
-import { type ChildProcess, spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { type ChildProcess, spawn, type SpawnOptions, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 
 export interface RunResult {
   status: number | null;
@@ -77,6 +78,57 @@ export function sweepStaleNamespaces(): string[] {
   return removed;
 }
 
+/** Whether `pid` exists and is not a zombie (Linux /proc). */
+export function pidRunning(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** Blocks the thread for `ms` milliseconds (cleanup paths must stay synchronous for the 'exit' hook). */
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** Pids of the processes whose network namespace is `ns` (`ip netns pids`); empty when it cannot tell. */
+export function namespacePids(ns: string): number[] {
+  const r = run('ip', ['netns', 'pids', ns], { allowFail: true });
+  if (r.status !== 0) return [];
+  return r.stdout
+    .split('\n')
+    .map((l) => Number(l.trim()))
+    .filter((n) => Number.isInteger(n) && n > 0 && n !== process.pid);
+}
+
+/**
+ * SIGKILLs, by pid, every process still inside `ns` (a namespace this
+ * process created, so they were started by us or our children, e.g. a
+ * grandchild of a shell), then waits up to `waitMs` for them to be gone, so
+ * that deleting the namespace really frees it and its links.
+ */
+export function killNamespaceProcesses(ns: string, waitMs = 2000): void {
+  let pids = namespacePids(ns);
+  if (pids.length === 0) return;
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+  const deadline = Date.now() + waitMs;
+  while (Date.now() < deadline) {
+    // A killed orphan stays a zombie until its new parent (pid 1, which may
+    // be slow to reap) collects it; a zombie no longer holds the namespace.
+    pids = pids.filter(pidRunning);
+    if (pids.length === 0) return;
+    sleepSync(10);
+  }
+}
+
 /**
  * A set of namespaces and the processes started in them, torn down together.
  * Names are `mptls-<tag>-<pid>-<random>-<suffix>`.
@@ -140,11 +192,27 @@ export class NetnsLab {
    * the command, so the child's pid is the command's); it is killed on
    * cleanup if still running.
    */
-  spawn(ns: string, cmd: string, args: readonly string[] = []): LabProcess {
-    const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  spawn(
+    ns: string,
+    cmd: string,
+    args: readonly string[] = [],
+    opts: Omit<SpawnOptions, 'stdio' | 'detached'> = {},
+  ): LabProcess {
+    return new LabProcess(this.spawnChild(ns, cmd, args, { ...opts, stdio: ['ignore', 'pipe', 'pipe'] }));
+  }
+
+  /**
+   * Like `spawn` but returns the raw ChildProcess, with the caller's spawn
+   * options (default stdio: stdin ignored, stdout/stderr piped; a caller
+   * that never reads the pipes should pass `stdio: 'ignore'` or 'inherit').
+   * It is tracked and killed on cleanup like the others.
+   */
+  spawnChild(ns: string, cmd: string, args: readonly string[] = [], opts: SpawnOptions = {}): ChildProcess {
+    if (this.cleaned) throw new Error(`NetnsLab ${this.prefix} is already cleaned up`);
+    const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
     this.children.add(child);
     child.once('exit', () => this.children.delete(child));
-    return new LabProcess(child);
+    return child;
   }
 
   /** Kills the processes this lab started (by their own pid) and deletes its namespaces. Idempotent. */
@@ -162,6 +230,9 @@ export class NetnsLab {
       }
     }
     this.children.clear();
+    // Anything else still running inside (e.g. a grandchild) would keep the
+    // namespace, and its links, alive after its name is deleted.
+    for (const ns of this.namespaces) killNamespaceProcesses(ns);
     // Deleting a namespace removes its veth ends (and thereby their peers).
     for (const ns of this.namespaces.splice(0).reverse()) {
       run('ip', ['netns', 'del', ns], { allowFail: true });
