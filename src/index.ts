@@ -12,3 +12,4 @@ export { generateSelfSigned } from './tls/certs.js';
 export * from './api/index.js';
 export { MultipathStream, MptcpClosedError, NoMultipathError } from './transport/userspace/stream.js';
 export { FrameError, FrameParser, MAGIC, JOIN_TOKEN_OFFSET, FIRST_SUBTYPE_OFFSET } from './transport/userspace/frame.js';
+export * as kernel from './transport/kernel/index.js';

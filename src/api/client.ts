@@ -11,6 +11,11 @@ import type { ConnectionLimits, KeyMode } from '../core/types.js';
 import { MultipathDriver, now } from '../transport/userspace/driver.js';
 import { MultipathStream } from '../transport/userspace/stream.js';
 import { exportMptcpKeys } from '../tls/keys.js';
+// --- kernel bridge (mptcp.transport 'kernel') ---
+import { keyFingerprint } from '../tls/keys.js';
+import { connectKernel, KernelInfo, KERNEL_EXPORTER_TOKENS } from '../transport/kernel/index.js';
+import { NoMultipathError } from '../transport/userspace/stream.js';
+// --- end kernel bridge ---
 import { checkServerPin } from '../tls/pin.js';
 import { exposeAddresses, UserspaceInfo, type MptcpSocketInfo, type MptcpSubflow } from './info.js';
 
@@ -80,7 +85,35 @@ export function connect(...args: unknown[]): MptlsSocket {
   if (tlsOptions.servername === undefined && !net.isIP(host)) tlsOptions.servername = host;
 
   if (mp.transport === 'kernel') {
-    throw new Error("mptcp.transport 'kernel' needs the Linux kernel bridge (not built yet)");
+    // --- kernel bridge: Linux IPPROTO_MPTCP (src/transport/kernel) ---
+    // The kernel's path manager opens extra subflows (`ip mptcp endpoint`), its
+    // scheduler picks them; localAddresses[0] binds the first subflow, and
+    // scheduler / keyMode / maxSubflows / limits do not apply.
+    const allowHalfOpen = (options as { allowHalfOpen?: boolean }).allowHalfOpen ?? false;
+    let socket: MptlsSocket | undefined;
+    const k = connectKernel({
+      host,
+      port,
+      localAddress: mp.localAddresses?.[0],
+      fallback: mp.fallback ?? true,
+      allowHalfOpen,
+      onMode: (r) => {
+        if (r.mode === 'fallback' && mp.fallback === false) socket?.destroy(new NoMultipathError(r.fallbackReason ?? 'fallback'));
+      },
+    });
+    socket = tls.connect({ ...tlsOptions, host, port, socket: k.socket }) as MptlsSocket;
+    const info = new KernelInfo(socket, k);
+    socket.mptcp = info;
+    socket.once('secureConnect', () => {
+      if (info.mode !== 'kernel') return;
+      // No G-bit tokens in kernel mode: both ends use the context KERNEL_EXPORTER_TOKENS
+      // (tokenA = tokenB = 0). Fingerprints only: upstream Linux cannot install these keys.
+      const keys = exportMptcpKeys(socket, KERNEL_EXPORTER_TOKENS.tokenA, KERNEL_EXPORTER_TOKENS.tokenB);
+      info.setKeyFingerprints({ keyA: keyFingerprint(keys.keyA), keyB: keyFingerprint(keys.keyB) });
+    });
+    if (cb) socket.once('secureConnect', cb);
+    return socket;
+    // --- end kernel bridge ---
   }
   const localAddresses = mp.localAddresses?.map((address) => ({ address }));
   const conn = clientEndpoint().connect(now(), {

@@ -19,6 +19,10 @@ import { MultipathStream } from '../transport/userspace/stream.js';
 import { exportMptcpKeys } from '../tls/keys.js';
 import { exposeAddresses, FallbackInfo, UserspaceInfo, type MptcpSocketInfo } from './info.js';
 import type { MptlsSocket } from './client.js';
+// --- kernel bridge (mptcp.kernel) ---
+import { keyFingerprint } from '../tls/keys.js';
+import { KernelInfo, KERNEL_EXPORTER_TOKENS, useKernelListener } from '../transport/kernel/index.js';
+// --- end kernel bridge ---
 
 export interface MptcpServerOptions {
   /** Extra addresses announced (ADD_ADDR, authenticated) once keys are confirmed. */
@@ -90,10 +94,24 @@ export function enableMultipath<S extends tls.Server>(server: S, options: Server
     { preambleTimeoutMs: mp.preambleTimeoutMs },
   );
   server.on('connection', (socket: net.Socket) => acceptor.handle(socket));
+  // --- kernel bridge: with mptcp.kernel, listen(port…) listens on an IPPROTO_MPTCP socket.
+  // Kernel-MPTCP clients arrive as MPTCP sockets, everyone else (plain TLS, userspace
+  // multipath) as plain TCP ones; all go through the acceptor above. ---
+  if (mp.kernel) useKernelListener(server);
   // Plain clients get a `.mptcp` too, saying so.
   server.prependListener('secureConnection', (s: tls.TLSSocket) => {
     const m = s as MptlsSocket;
-    if (!m.mptcp) m.mptcp = new FallbackInfo('the client did not offer multipath');
+    if (m.mptcp) return;
+    // --- kernel bridge: a kernel-MPTCP client reports mode 'kernel' (same exporter context as connect()) ---
+    const k = mp.kernel ? KernelInfo.forAccepted(s) : undefined;
+    if (k) {
+      const keys = exportMptcpKeys(s, KERNEL_EXPORTER_TOKENS.tokenA, KERNEL_EXPORTER_TOKENS.tokenB);
+      k.setKeyFingerprints({ keyA: keyFingerprint(keys.keyA), keyB: keyFingerprint(keys.keyB) });
+      m.mptcp = k;
+      return;
+    }
+    // --- end kernel bridge ---
+    m.mptcp = new FallbackInfo('the client did not offer multipath');
   });
   const info: ServerMptcpInfo = {
     endpoint,

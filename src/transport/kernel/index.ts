@@ -1,0 +1,35 @@
+/**
+ * The Linux kernel MPTCP bridge: IPPROTO_MPTCP sockets through a lazily
+ * loaded FFI (koffi, optional), the MPTCP/TCP socket options, and
+ * `socket.mptcp` for kernel-mode connections.
+ */
+export {
+  ffi,
+  ffiStatus,
+  loadFfi,
+  errnoName,
+  FfiUnavailableError,
+  SyscallError,
+  type FfiStatus,
+  type Libc,
+} from './ffi.js';
+export * from './sockopt.js';
+export {
+  kernelSupport,
+  mptcpSysctls,
+  openMptcpFd,
+  connectedMode,
+  connectKernel,
+  listenKernel,
+  useKernelListener,
+  kernelListenState,
+  readMptcpNetstat,
+  KernelMptcpUnavailableError,
+  PEER_NO_MPTCP,
+  type KernelSupport,
+  type KernelConnectOptions,
+  type KernelConnection,
+  type KernelListenOptions,
+  type KernelListenResult,
+} from './socket.js';
+export { KernelInfo, KERNEL_EXPORTER_TOKENS, type KernelSubflow, type KernelMode, type KernelModeSource } from './info.js';
