@@ -1,6 +1,7 @@
 /**
  * The `mptls` command line: `serve` (HTTPS over multipath, static files or a
- * status page), `get` (a small curl), `info` (what this host supports).
+ * status page), `get` (a small curl), `info` (what this host supports),
+ * `haproxy-config` (an haproxy.cfg routing joins by the token's server id).
  *
  * `main(argv, io?)` returns the exit code instead of exiting, so tests run it
  * in-process; `bin/mptls.js` is the shim that calls it. Exit codes: 0 success,
@@ -18,6 +19,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import * as https from './https.js';
+import { haproxyConfig, HaproxyConfigError } from './haproxy.js';
 import type { MptlsSocket } from './client.js';
 import type { MptcpSocketInfo, MptcpSubflow } from './info.js';
 
@@ -51,6 +53,8 @@ Commands:
   serve   HTTPS over TLS-bound multipath TCP: a directory, or a status page
   get     fetch an https:// URL over multipath (a small curl)
   info    what this host supports (kernel MPTCP, sysctls, koffi, transports)
+  haproxy-config
+          an haproxy.cfg (mode tcp) that routes joins by their token's server id
   help    help on a command
 
 Options:
@@ -98,6 +102,28 @@ Fetches an https:// URL over multipath TCP; the body goes to stdout or FILE.
 Redirects are not followed. A progress meter goes to stderr when stderr is a
 terminal. Exit status: 0 ok,
 1 connection/TLS/I/O error, 2 usage, 22 HTTP status >= 400.`,
+  'haproxy-config': `Usage: mptls haproxy-config --listen HOST:PORT --backend ID=HOST:PORT... [--no-token-routing]
+
+Prints a complete haproxy.cfg (mode tcp) for mptls servers behind one HAProxy
+frontend. Each server must run with createServer({ mptcp: { serverId: ID } }),
+so the top byte of every token it issues is its ID. The frontend reads the
+first bytes of each TCP connection: MP_JOIN subflows go to the backend whose ID
+is their token's top byte (req.payload(28,1)); new multipath connections and
+plain TLS clients are balanced round-robin. No stick tables: the balancer keeps
+no per-connection state.
+
+  --listen HOST:PORT      the frontend's address ([IPv6]:PORT for IPv6)
+  --backend ID=HOST:PORT  an mptls server and its serverId (0..255, unique);
+                          repeatable
+  --no-token-routing      the naive config: every subflow round-robin (joins
+                          then mostly reach the wrong server and are refused)
+  --inspect-delay MS      how long to wait for the first bytes (default 5000)
+  --maxconn N             HAProxy's global maxconn (default: from the FD limit)
+  --no-log                no tcplog lines on HAProxy's stdout
+  -o, --output FILE       write the config to FILE instead of stdout
+  -h, --help              this help
+
+Check it with "haproxy -c -f FILE"; run it with "haproxy -f FILE".`,
   info: `Usage: mptls info [--json]
 
 Prints what this host supports: Linux kernel MPTCP (net.mptcp.enabled and the
@@ -165,12 +191,14 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
       case 'serve':
       case 'get':
       case 'info':
+      case 'haproxy-config':
         if (rest.includes('-h') || rest.includes('--help')) {
           o.out(HELP[cmd]);
           return EXIT_OK;
         }
         if (cmd === 'serve') return await serveCommand(rest, o, io.signal);
         if (cmd === 'get') return await getCommand(rest, o);
+        if (cmd === 'haproxy-config') return await haproxyConfigCommand(rest, o);
         return await infoCommand(rest, o);
       default:
         o.err(`mptls: unknown command "${cmd}"\n`);
@@ -861,5 +889,45 @@ async function infoCommand(args: string[], o: Out): Promise<number> {
   rows.push(['kernel transport', kt.prerequisitesMet ? 'host prerequisites present (Linux MPTCP enabled, koffi, socket probe)' : `host prerequisites missing: ${kt.missing.join('; ')}`]);
   const width = Math.max(...rows.map(([a]) => a.length));
   o.out(rows.map(([a, b]) => `${a.padEnd(width)}  ${b}`).join('\n'));
+  return EXIT_OK;
+}
+
+// --------------------------------------------------------- haproxy-config
+
+function positiveInt(v: string | undefined, what: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) <= 0) throw new UsageError(`${what} needs a positive integer, got ${JSON.stringify(v)}`);
+  return Number(v);
+}
+
+async function haproxyConfigCommand(args: string[], o: Out): Promise<number> {
+  const { values } = parse(args, {
+    listen: { type: 'string' },
+    backend: { type: 'string', multiple: true },
+    'no-token-routing': { type: 'boolean' },
+    'inspect-delay': { type: 'string' },
+    maxconn: { type: 'string' },
+    'no-log': { type: 'boolean' },
+    output: { type: 'string', short: 'o' },
+  });
+  if (values.listen === undefined) throw new UsageError('--listen HOST:PORT is required');
+  const backends = values.backend ?? [];
+  if (backends.length === 0) throw new UsageError('at least one --backend ID=HOST:PORT is required');
+  let text: string;
+  try {
+    text = haproxyConfig({
+      listen: values.listen,
+      backends,
+      tokenRouting: !values['no-token-routing'],
+      inspectDelayMs: positiveInt(values['inspect-delay'], '--inspect-delay'),
+      maxconn: positiveInt(values.maxconn, '--maxconn'),
+      log: !values['no-log'],
+    });
+  } catch (e) {
+    if (e instanceof HaproxyConfigError) throw new UsageError(e.message);
+    throw e;
+  }
+  if (values.output !== undefined && values.output !== '-') await fs.promises.writeFile(values.output, text);
+  else o.stdout.write(text);
   return EXIT_OK;
 }

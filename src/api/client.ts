@@ -11,6 +11,7 @@ import type { ConnectionLimits, KeyMode } from '../core/types.js';
 import { MultipathDriver, now } from '../transport/userspace/driver.js';
 import { MultipathStream } from '../transport/userspace/stream.js';
 import { exportMptcpKeys } from '../tls/keys.js';
+import { createTcpProbe, type TcpProbe } from '../transport/kernel/probe.js';
 // --- kernel bridge (mptcp.transport 'kernel') ---
 import { keyFingerprint } from '../tls/keys.js';
 import { connectKernel, KernelInfo, KERNEL_EXPORTER_TOKENS } from '../transport/kernel/index.js';
@@ -43,6 +44,13 @@ export type MptlsSocket = tls.TLSSocket & {
   mptcp: MptcpSocketInfo;
   on(event: 'subflow', listener: (info: MptcpSubflow) => void): MptlsSocket;
 };
+
+let probe: TcpProbe | undefined | null = null;
+/** The TCP_INFO probe for userspace subflows (Linux with koffi), made once. */
+export function tcpProbe(): TcpProbe | undefined {
+  if (probe === null) probe = createTcpProbe();
+  return probe;
+}
 
 let sharedEndpoint: Endpoint | undefined;
 /** The process-wide client endpoint: its token table keeps client tokens unique. */
@@ -124,7 +132,7 @@ export function connect(...args: unknown[]): MptlsSocket {
     mss: 65000,
     limits: { ...mp.limits, ...(mp.maxSubflows ? { maxSubflows: mp.maxSubflows } : {}) },
   });
-  const driver = new MultipathDriver(conn, { defaultPort: port });
+  const driver = new MultipathDriver(conn, { defaultPort: port, probe: tcpProbe() });
   const first = net.connect({ host, port, localAddress: mp.localAddresses?.[0] });
   driver.attach(0, first);
   const fallbackAllowed = mp.fallback ?? true;

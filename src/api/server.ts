@@ -18,7 +18,7 @@ import { now, type MultipathDriver } from '../transport/userspace/driver.js';
 import { MultipathStream } from '../transport/userspace/stream.js';
 import { exportMptcpKeys } from '../tls/keys.js';
 import { exposeAddresses, FallbackInfo, UserspaceInfo, type MptcpSocketInfo } from './info.js';
-import type { MptlsSocket } from './client.js';
+import { tcpProbe, type MptlsSocket } from './client.js';
 // --- kernel bridge (mptcp.kernel) ---
 import { keyFingerprint } from '../tls/keys.js';
 import { KernelInfo, KERNEL_EXPORTER_TOKENS, useKernelListener } from '../transport/kernel/index.js';
@@ -91,7 +91,7 @@ export function enableMultipath<S extends tls.Server>(server: S, options: Server
       },
       refused: () => {},
     },
-    { preambleTimeoutMs: mp.preambleTimeoutMs },
+    { preambleTimeoutMs: mp.preambleTimeoutMs, driver: { probe: tcpProbe() } },
   );
   server.on('connection', (socket: net.Socket) => acceptor.handle(socket));
   // --- kernel bridge: with mptcp.kernel, listen(port…) listens on an IPPROTO_MPTCP socket.

@@ -65,7 +65,7 @@ export const DEFAULT_LIMITS: ConnectionLimits = {
 export const DEFAULT_TIMERS: ConnectionTimers = {
   establishTimeoutMs: 10_000,
   joinTimeoutMs: 10_000,
-  minStallMs: 200,
+  minStallMs: 100,
   maxStallMs: 2_000,
   initialStallMs: 1_000,
   delayedAckMs: 5,

@@ -102,7 +102,7 @@ export interface ConnectionTimers {
   establishTimeoutMs: number;
   /** An MP_JOIN must finish within this. Default 10 000 ms. */
   joinTimeoutMs: number;
-  /** Stall timeout floor (RFC 6298's 1 s minimum RTO is too coarse for subflow failover). Default 200 ms. */
+  /** Stall timeout floor (RFC 6298's 1 s minimum RTO is too coarse for subflow failover). Default 100 ms. */
   minStallMs: number;
   /** Stall timeout ceiling. Default 2 000 ms. */
   maxStallMs: number;

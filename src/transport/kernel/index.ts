@@ -33,3 +33,4 @@ export {
   type KernelListenResult,
 } from './socket.js';
 export { KernelInfo, KERNEL_EXPORTER_TOKENS, type KernelSubflow, type KernelMode, type KernelModeSource } from './info.js';
+export { createTcpProbe, type TcpProbe, type TcpProbeResult } from './probe.js';

@@ -9,13 +9,15 @@ import type net from 'node:net';
 import type { Endpoint } from '../../core/endpoint.js';
 import type { Connection } from '../../core/connection.js';
 import { encodeFrameHead, FrameParser, MAGIC, preamble, ROLE_SERVER, type ParsedItem } from './frame.js';
-import { MultipathDriver, now } from './driver.js';
+import { MultipathDriver, now, type DriverOptions } from './driver.js';
 
 export interface AcceptorOptions {
   /** A new subflow must send its preamble and first frame within this. Default 10 000 ms. */
   preambleTimeoutMs?: number;
   /** Subflows still sending their preamble, at most. Default 1024. */
   maxPendingSubflows?: number;
+  /** Options for the drivers of accepted connections (e.g. a TCP_INFO probe). */
+  driver?: DriverOptions;
 }
 
 export interface AcceptorEvents {
@@ -32,6 +34,7 @@ export class Acceptor {
   private pending = 0;
   private readonly preambleTimeoutMs: number;
   private readonly maxPending: number;
+  private readonly driverOptions: DriverOptions | undefined;
   /** Counters of the acceptor itself (the endpoint counts protocol events). */
   readonly stats = { plain: 0, multipath: 0, joins: 0, refused: 0, preambleTimeouts: 0, badFirstFrame: 0, overload: 0 };
 
@@ -42,6 +45,7 @@ export class Acceptor {
   ) {
     this.preambleTimeoutMs = options.preambleTimeoutMs ?? 10_000;
     this.maxPending = options.maxPendingSubflows ?? 1024;
+    this.driverOptions = options.driver;
   }
 
   get pendingSubflows(): number {
@@ -124,7 +128,7 @@ export class Acceptor {
       let driver: MultipathDriver | undefined;
       if (r.kind === 'connection') {
         this.stats.multipath++;
-        driver = new MultipathDriver(r.connection);
+        driver = new MultipathDriver(r.connection, this.driverOptions);
         this.drivers.set(r.connection, driver);
         driver.attach(r.subflow, socket, parser, rest);
         socket.resume();

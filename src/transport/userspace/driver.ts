@@ -15,6 +15,12 @@ export interface DriverOptions {
   connect?: (opts: { host: string; port: number; localAddress?: string }) => net.Socket;
   /** Client: the port joins use when an address comes without one. */
   defaultPort?: number;
+  /**
+   * Reads a subflow socket's kernel state (Linux TCP_INFO): unsent bytes
+   * count into the scheduler's queue, the kernel's RTT replaces the core's
+   * estimate for scheduling. Without it only Node's own buffer counts.
+   */
+  probe?: (socket: net.Socket) => { notsent: number; rttMs: number } | undefined;
 }
 
 interface SubflowSocket {
@@ -27,6 +33,8 @@ interface SubflowSocket {
   corked: boolean;
   error?: Error;
   gotBytes: boolean;
+  /** Unsent bytes in the kernel's socket buffer at the last probe. */
+  kernelUnsent: number;
 }
 
 export interface SubflowEventInfo extends SubflowInfo {}
@@ -65,7 +73,7 @@ export class MultipathDriver extends EventEmitter {
    * parsed items the listener has not handed to the core yet.
    */
   attach(id: number, socket: net.Socket, parser = new FrameParser(), items: ParsedItem[] = []): void {
-    const sf: SubflowSocket = { id, socket, parser, open: parser.sawPreamble, ended: false, corked: false, gotBytes: false };
+    const sf: SubflowSocket = { id, socket, parser, open: parser.sawPreamble, ended: false, corked: false, gotBytes: false, kernelUnsent: 0 };
     this.subflows.set(id, sf);
     socket.setNoDelay(true);
     socket.write(preamble(this.role));
@@ -171,7 +179,7 @@ export class MultipathDriver extends EventEmitter {
   private pumpOnce(): void {
     const t = now();
     const conn = this.conn;
-    for (const sf of this.subflows.values()) conn.setSendQueue(sf.id, sf.socket.writableLength);
+    this.updateQueues();
     for (let ev = conn.pollEvent(); ev; ev = conn.pollEvent()) this.onEvent(ev);
     // Let the application side move bytes in and out before we send.
     this.emit('pump');
@@ -186,6 +194,20 @@ export class MultipathDriver extends EventEmitter {
     }
     for (let ev = conn.pollEvent(); ev; ev = conn.pollEvent()) this.onEvent(ev);
     this.armTimer();
+  }
+
+  private updateQueues(): void {
+    const probe = this.options.probe;
+    for (const sf of this.subflows.values()) {
+      if (probe && !sf.socket.connecting && !sf.socket.destroyed) {
+        const k = probe(sf.socket);
+        if (k) {
+          sf.kernelUnsent = k.notsent;
+          if (k.rttMs > 0) this.conn.setSubflowRtt(sf.id, k.rttMs);
+        }
+      }
+      this.conn.setSendQueue(sf.id, sf.socket.writableLength + sf.kernelUnsent);
+    }
   }
 
   private *drainEvents(): Generator<ConnectionEvent> {
@@ -205,7 +227,7 @@ export class MultipathDriver extends EventEmitter {
         if (tx.segment.payload && tx.segment.payload.length > 0) sf.socket.write(tx.segment.payload);
       }
     }
-    this.conn.setSendQueue(sf.id, sf.socket.writableLength);
+    this.conn.setSendQueue(sf.id, sf.socket.writableLength + sf.kernelUnsent);
     if (tx.close) {
       sf.ended = true;
       if (sf.corked) {
@@ -256,6 +278,11 @@ export class MultipathDriver extends EventEmitter {
       return;
     }
     this.attach(ev.subflow, socket);
+  }
+
+  /** The options the driver was made with (the acceptor shares its probe). */
+  get driverOptions(): DriverOptions {
+    return this.options;
   }
 
   private onClosed(_reason: CloseReason): void {

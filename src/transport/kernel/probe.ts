@@ -1,0 +1,42 @@
+/**
+ * A cheap TCP_INFO probe for the userspace transport's own TCP subflows
+ * (design notes §5): the kernel's unsent bytes and smoothed RTT are the
+ * signals Linux's own MPTCP scheduler uses. One getsockopt per call into a
+ * reused buffer; only the two fields are read.
+ */
+import { ffi, ffiStatus } from './ffi.js';
+import { socketFd } from './sockopt.js';
+
+const SOL_TCP = 6;
+const TCP_INFO = 11;
+/** struct tcp_info offsets (include/uapi/linux/tcp.h): tcpi_rtt (µs) and tcpi_notsent_bytes. */
+const OFF_RTT = 68;
+const OFF_NOTSENT = 144;
+const WANT = OFF_NOTSENT + 4;
+
+export interface TcpProbeResult {
+  /** Bytes the kernel holds that were never sent. */
+  notsent: number;
+  /** The kernel's smoothed RTT, ms. */
+  rttMs: number;
+}
+
+export type TcpProbe = (socket: unknown) => TcpProbeResult | undefined;
+
+/** A probe, or undefined where TCP_INFO cannot be read (not Linux, no koffi). */
+export function createTcpProbe(): TcpProbe | undefined {
+  if (process.platform !== 'linux' || process.env.MPTLS_NO_TCPINFO) return undefined;
+  const st = ffiStatus();
+  if (!st.ok) return undefined;
+  const c = ffi();
+  const buf = Buffer.alloc(WANT);
+  const len = Buffer.alloc(4);
+  return (socket) => {
+    const fd = socketFd(socket);
+    if (fd === undefined) return undefined;
+    len.writeUInt32LE(WANT, 0);
+    if (c.getsockopt(fd, SOL_TCP, TCP_INFO, buf, len) < 0) return undefined;
+    if (len.readUInt32LE(0) < WANT) return undefined;
+    return { notsent: buf.readUInt32LE(OFF_NOTSENT), rttMs: buf.readUInt32LE(OFF_RTT) / 1000 };
+  };
+}
