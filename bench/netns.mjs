@@ -35,6 +35,7 @@ async function transfer(topo, kind, bytes, { paths, failAt, fail } = {}) {
   const locals = kind === 'tls' ? [topo.clientAddress(1)] : Array.from({ length: paths }, (_, i) => topo.clientAddress(i + 1));
   const client = topo.spawn('client', process.execPath, [peer, 'client', kind, topo.serverAddress(1), String(port), kind === 'kernel' ? topo.clientAddress(1) : locals.join(',')], { stdio: ['ignore', 'pipe', 'inherit'] });
   const cNext = lines(client);
+  await timeout(cNext(), 10000, 'client start'); // its clock starts now: the failure time lines up with its timeline
   let timer;
   if (failAt !== undefined) timer = setTimeout(() => fail(), failAt);
   try {

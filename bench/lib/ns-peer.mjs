@@ -42,6 +42,7 @@ if (role === 'server') {
   const o = { host, port: Number(port), ca: fixtures.ca, servername: 'localhost' };
   const s = kind === 'tls' ? tls.connect({ ...o, localAddress: localAddresses?.[0] }) : connect({ ...o, mptcp: kind === 'kernel' ? { transport: 'kernel', localAddresses } : { localAddresses } });
   const t0 = performance.now();
+  say({ started: true });
   const h = createHash('sha256');
   let received = 0, last = 0, maxGap = 0, gapAt = 0, first;
   const timeline = [];
