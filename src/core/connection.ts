@@ -1091,13 +1091,21 @@ export class Connection {
     return Math.min(0xffffffff, edge - this.asm.rcvNxt);
   }
 
+  private ackCacheAt = -1;
+  private ackCache = 0n;
+
+  /** The 64-bit data ACK, recomputed only when rcvNxt moved (BigInt math allocates). */
+  private dataAck64(): bigint {
+    const n = this.asm.rcvNxt;
+    if (n !== this.ackCacheAt) {
+      this.ackCacheAt = n;
+      this.ackCache = (this.idsnRemote + 1n + BigInt(n)) & MASK64;
+    }
+    return this.ackCache;
+  }
+
   private dssAck(): DssOption {
-    return {
-      subtype: 'DSS',
-      dataFin: false,
-      dataAck: (this.idsnRemote + 1n + BigInt(this.asm.rcvNxt)) & MASK64,
-      dataAckIs64: true,
-    };
+    return { subtype: 'DSS', dataFin: false, dataAck: this.dataAck64(), dataAckIs64: true };
   }
 
   private anyEstablished(prefer?: number): Subflow | undefined {
@@ -1139,11 +1147,26 @@ export class Connection {
     return t;
   }
 
+  /** Reused per-subflow views for the scheduler (no allocation per segment). */
+  private readonly views = new Map<number, { id: number; backup: boolean; stale: boolean; srtt: number | undefined; hasRoom: boolean }>();
+  private readonly viewList: SchedSubflow[] = [];
+
   private schedView(): SchedSubflow[] {
-    const out: SchedSubflow[] = [];
+    const out = this.viewList;
+    out.length = 0;
+    const limit = this.limits.sendQueueLimit;
     for (const s of this.subflows.values()) {
       if (!s.established) continue;
-      out.push({ id: s.id, backup: s.backup, stale: s.stale, srtt: s.rtt, hasRoom: s.queued < this.limits.sendQueueLimit });
+      let v = this.views.get(s.id);
+      if (!v) {
+        v = { id: s.id, backup: false, stale: false, srtt: undefined, hasRoom: false };
+        this.views.set(s.id, v);
+      }
+      v.backup = s.backup;
+      v.stale = s.stale;
+      v.srtt = s.rtt;
+      v.hasRoom = s.queued < limit;
+      out.push(v);
     }
     return out;
   }
@@ -1269,6 +1292,7 @@ export class Connection {
     if (this.finSentOn === sf.id && !this.finAcked) this.finSentOn = undefined; // resend the DATA_FIN elsewhere
     this.events.push({ type: 'subflow-down', subflow: sf.id, reason });
     this.subflows.delete(sf.id);
+    this.views.delete(sf.id);
     if (this.state === 'closed') return;
     if (wasInitialHandshake) {
       this.closeWith('reset', now);

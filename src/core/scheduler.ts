@@ -46,13 +46,25 @@ const rttOf = (s: SchedSubflow): number => s.srtt ?? Number.MAX_SAFE_INTEGER / 2
 /** Lowest RTT first among the usable tier's subflows that have room (Linux default). */
 export class MinRttScheduler implements Scheduler {
   readonly name = 'minrtt' as const;
+  private readonly one: SchedSubflow[] = [];
   select(subflows: readonly SchedSubflow[]): SchedSubflow[] {
+    // The usable tier without allocating (this runs once per segment).
+    let anyActive = false;
+    let anyBackup = false;
+    for (const s of subflows) {
+      if (s.stale) continue;
+      if (s.backup) anyBackup = true;
+      else anyActive = true;
+    }
     let best: SchedSubflow | undefined;
-    for (const s of usableTier(subflows)) {
-      if (!s.hasRoom) continue;
+    for (const s of subflows) {
+      const inTier = anyActive ? !s.backup && !s.stale : anyBackup ? s.backup && !s.stale : true;
+      if (!inTier || !s.hasRoom) continue;
       if (!best || rttOf(s) < rttOf(best) || (rttOf(s) === rttOf(best) && s.id < best.id)) best = s;
     }
-    return best ? [best] : [];
+    this.one.length = 0;
+    if (best) this.one.push(best);
+    return this.one;
   }
 }
 

@@ -33,8 +33,9 @@ interface SubflowSocket {
   corked: boolean;
   error?: Error;
   gotBytes: boolean;
-  /** Unsent bytes in the kernel's socket buffer at the last probe. */
+  /** Unsent bytes in the kernel's socket buffer at the last probe, and when that was. */
   kernelUnsent: number;
+  probedAt: number;
 }
 
 export interface SubflowEventInfo extends SubflowInfo {}
@@ -73,7 +74,7 @@ export class MultipathDriver extends EventEmitter {
    * parsed items the listener has not handed to the core yet.
    */
   attach(id: number, socket: net.Socket, parser = new FrameParser(), items: ParsedItem[] = []): void {
-    const sf: SubflowSocket = { id, socket, parser, open: parser.sawPreamble, ended: false, corked: false, gotBytes: false, kernelUnsent: 0 };
+    const sf: SubflowSocket = { id, socket, parser, open: parser.sawPreamble, ended: false, corked: false, gotBytes: false, kernelUnsent: 0, probedAt: -Infinity };
     this.subflows.set(id, sf);
     socket.setNoDelay(true);
     socket.write(preamble(this.role));
@@ -198,8 +199,11 @@ export class MultipathDriver extends EventEmitter {
 
   private updateQueues(): void {
     const probe = this.options.probe;
+    const t = now();
     for (const sf of this.subflows.values()) {
-      if (probe && !sf.socket.connecting && !sf.socket.destroyed) {
+      // At most one TCP_INFO read per subflow per half millisecond.
+      if (probe && t - sf.probedAt >= 0.5 && !sf.socket.connecting && !sf.socket.destroyed) {
+        sf.probedAt = t;
         const k = probe(sf.socket);
         if (k) {
           sf.kernelUnsent = k.notsent;
