@@ -24,7 +24,7 @@ async function once(kind, bytes) {
   return { MBps: bytes / seconds / 1e6, cpuSecPerGiB: (s.cpu + c.cpu) / (bytes / 2 ** 30), mode: ready.mode, serverMode: s.mode };
 }
 
-export async function loopbackBench({ bytes = 2 ** 30, runs = 3, kinds = ['tls', 'userspace', 'kernel'] } = {}) {
+export async function loopbackBench({ bytes = 2 ** 30, runs = 3, kinds = ['tls', 'jsduplex', 'userspace', 'kernel'] } = {}) {
   const out = {};
   for (const kind of kinds) {
     const rs = [];
@@ -39,6 +39,7 @@ export async function loopbackBench({ bytes = 2 ** 30, runs = 3, kinds = ['tls',
     if (rs.length) out[kind] = { MBps: median(rs.map((r) => r.MBps)), cpuSecPerGiB: median(rs.map((r) => r.cpuSecPerGiB)), runs: rs, mode: rs[0].mode };
   }
   if (out.tls?.MBps) for (const k of kinds) if (out[k]?.MBps) out[k].ratioToTls = out[k].MBps / out.tls.MBps;
+  if (out.jsduplex?.MBps) for (const k of kinds) if (out[k]?.MBps) out[k].ratioToJsDuplex = out[k].MBps / out.jsduplex.MBps;
   return out;
 }
 

@@ -3,11 +3,27 @@ process.on("SIGINT", () => process.exit(0));
 // server: listens on 127.0.0.1:0, reports {port}; on a connection, counts bytes until `bytes`, reports {done, cpu}.
 // client: connects, waits for 'go', sends `bytes` with backpressure, reports {sent, cpu}.
 import tls from 'node:tls';
+import net from 'node:net';
+import { Duplex } from 'node:stream';
 import { createServer, connect } from '../../dist/index.js';
 import { fixtures } from './common.mjs';
 
 const [role, kind, portArg, bytesArg] = process.argv.slice(2);
+// Tuning knob for experiments: BENCH_LIMITS='{"recvBufferLimit":16777216}'
+const limits = process.env.BENCH_LIMITS ? JSON.parse(process.env.BENCH_LIMITS) : undefined;
 const bytes = Number(bytesArg ?? 0);
+/** A pass-through JS Duplex over a TCP socket: node:tls over it is the ceiling of any JS-stream transport. */
+function jsDuplex(sock) {
+  const d = new Duplex({
+    read() { sock.resume(); },
+    write(c, e, cb) { if (sock.write(c)) cb(); else sock.once('drain', () => cb()); },
+    final(cb) { sock.end(); cb(); },
+  });
+  sock.on('data', (x) => { if (!d.push(x)) sock.pause(); });
+  sock.on('end', () => d.push(null));
+  sock.on('error', (e) => d.destroy(e));
+  return d;
+}
 const cpuNow = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
 
 if (role === 'server') {
@@ -21,12 +37,14 @@ if (role === 'server') {
     });
   };
   const opts = { key: fixtures.key, cert: fixtures.cert };
-  const server = kind === 'tls' ? tls.createServer(opts, onSocket) : createServer({ ...opts, mptcp: { kernel: kind === 'kernel' } }, onSocket);
+  const server = kind === 'jsduplex'
+    ? net.createServer((raw) => { const t = new tls.TLSSocket(jsDuplex(raw), { isServer: true, secureContext: tls.createSecureContext(opts) }); onSocket(t); })
+    : kind === 'tls' ? tls.createServer(opts, onSocket) : createServer({ ...opts, mptcp: { kernel: kind === 'kernel', limits } }, onSocket);
   server.listen(0, '127.0.0.1', () => process.send({ port: server.address().port }));
 } else {
   const port = Number(portArg);
   const o = { host: '127.0.0.1', port, ca: fixtures.ca, servername: 'localhost' };
-  const s = kind === 'tls' ? tls.connect(o) : connect({ ...o, mptcp: kind === 'kernel' ? { transport: 'kernel' } : { localAddresses: ['127.0.0.1'] } });
+  const s = kind === 'jsduplex' ? tls.connect({ ...o, socket: jsDuplex(net.connect(port, '127.0.0.1')) }) : kind === 'tls' ? tls.connect(o) : connect({ ...o, mptcp: kind === 'kernel' ? { transport: 'kernel' } : { localAddresses: ['127.0.0.1'], limits } });
   s.on('error', (e) => { process.send({ error: e.message }); });
   s.once('secureConnect', () => process.send({ ready: true, mode: s.mptcp?.mode ?? 'tls' }));
   const block = Buffer.alloc(1 << 20, 0x5a);

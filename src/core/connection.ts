@@ -563,8 +563,17 @@ export class Connection {
           this.handleAddAddr(o, now);
           break;
         case 'REMOVE_ADDR':
-          this.mib.inc('RmAddr');
-          for (const id of o.addressIds) this.handleRemoveAddr(id, now);
+          for (const id of o.addressIds) {
+            // Only addresses the peer is known to use: REMOVE_ADDR carries no
+            // HMAC (RFC 8684 §3.4.2), so an unknown id is dropped and counted.
+            const known = this.remoteAddresses.some((a) => a.id === id) || [...this.subflows.values()].some((x) => x.open && x.remoteAddressId === id);
+            if (!known) {
+              this.mib.inc('RmAddrDrop');
+              continue;
+            }
+            this.mib.inc('RmAddr');
+            this.handleRemoveAddr(id, now);
+          }
           break;
         case 'MP_PRIO':
           this.mib.inc('MPPrioRx');

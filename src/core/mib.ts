@@ -51,6 +51,7 @@ export const MIB_NAMES = [
   'AddAddrHMacFailure',
   'EchoAdd',
   'RmAddr',
+  'RmAddrDrop',
   'RmAddrTx',
   'RmSubflow',
   'MPPrioTx',
