@@ -7,33 +7,8 @@ import { MIB_NAMES } from '../core/mib.js';
 import type { MultipathDriver } from '../transport/userspace/driver.js';
 import { keyFingerprint } from '../tls/keys.js';
 
-export type MptcpMode = 'userspace' | 'kernel' | 'fallback';
-
-export interface MptcpSubflow {
-  id: number;
-  localAddress?: string;
-  localPort?: number;
-  remoteAddress?: string;
-  remotePort?: number;
-  backup: boolean;
-  state: string;
-  bytesSent: number;
-  bytesReceived: number;
-  rttMs?: number;
-}
-
-/** The part of `socket.mptcp` every mode has. */
-export interface MptcpSocketInfo {
-  readonly mode: MptcpMode;
-  readonly fallbackReason?: string;
-  subflows(): MptcpSubflow[];
-  counters(): Partial<MibCounters>;
-  /** This side's and the peer's token (G-bit mode), when known. */
-  readonly tokens?: { local: number; remote: number };
-  /** SHA-256 prefixes of keyA and keyB (never the keys), once installed. */
-  readonly keyFingerprints?: { keyA: string; keyB: string };
-  readonly keysConfirmed: boolean;
-}
+export type { MptcpMode, MptcpSubflow, MptcpSocketInfo } from '../transport/socket-info.js';
+import type { MptcpMode, MptcpSubflow, MptcpSocketInfo } from '../transport/socket-info.js';
 
 export function zeroCounters(): MibCounters {
   return Object.fromEntries(MIB_NAMES.map((n) => [n, 0])) as MibCounters;

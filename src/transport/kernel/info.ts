@@ -8,27 +8,13 @@
  * number may already belong to another socket, so it is never queried again).
  */
 import type net from 'node:net';
+import type { MptcpSubflow } from '../socket-info.js';
 import { MIB_NAMES, type MibCounters } from '../../core/mib.js';
 import { connectedMode, PEER_NO_MPTCP } from './socket.js';
 import { getFullInfo, getMptcpInfo, getSubflowAddrs, getSubflowTcpInfo, type MptcpInfo, socketFd, tcpStateName, type TcpInfo, type SockAddr } from './sockopt.js';
 
-/**
- * The same shape as `MptcpSubflow` of src/api/info.ts (declared here so the
- * transport layer does not import the API layer; structurally identical).
- */
-export interface KernelSubflow {
-  id: number;
-  localAddress?: string;
-  localPort?: number;
-  remoteAddress?: string;
-  remotePort?: number;
-  /** Linux does not report a subflow's backup flag through these options: always false. */
-  backup: boolean;
-  state: string;
-  bytesSent: number;
-  bytesReceived: number;
-  rttMs?: number;
-}
+/** A kernel subflow as `socket.mptcp.subflows()` reports it (Linux does not report the backup flag here: always false). */
+export type KernelSubflow = MptcpSubflow;
 
 export type KernelMode = 'kernel' | 'fallback';
 
