@@ -86,61 +86,78 @@ function escapeRdnValue(v: string): string {
   return v.replace(/[\\,+"<>;=]/g, (c) => `\\${c}`).replace(/^[ #]|[ ]$/g, (c) => `\\${c}`);
 }
 
+/** A CA: its keys and its self-signed certificate. */
+export interface CertificateAuthority {
+  keys: KeyPair;
+  cert: x509.X509Certificate;
+}
+
+/** A fresh CA (EC P-256, ECDSA-SHA256), valid from an hour ago for `days`. */
+export async function createCa(commonName: string, opts: { organization?: string; days?: number } = {}): Promise<CertificateAuthority> {
+  const keys = await newKeys();
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    name: `CN=${escapeRdnValue(commonName)}, O=${escapeRdnValue(opts.organization ?? 'mptls')}`,
+    keys,
+    signingAlgorithm: EC_SIGN,
+    ...validity(opts.days ?? 3650),
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  return { keys, cert };
+}
+
+/** A server or client certificate signed by `ca`, with the given subjectAltNames. */
+export async function issueCertificate(
+  ca: CertificateAuthority,
+  opts: { commonName: string; altNames?: readonly string[]; usage?: 'server' | 'client'; organization?: string; days?: number },
+): Promise<{ keys: KeyPair; cert: x509.X509Certificate }> {
+  const keys = await newKeys();
+  const extensions: x509.Extension[] = [
+    new x509.BasicConstraintsExtension(false, undefined, true),
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+    new x509.ExtendedKeyUsageExtension([opts.usage === 'client' ? x509.ExtendedKeyUsage.clientAuth : x509.ExtendedKeyUsage.serverAuth], false),
+    await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    await x509.AuthorityKeyIdentifierExtension.create(ca.keys.publicKey),
+  ];
+  if (opts.altNames && opts.altNames.length > 0) extensions.push(sanExtension(opts.altNames));
+  const cert = await x509.X509CertificateGenerator.create({
+    subject: `CN=${escapeRdnValue(opts.commonName)}, O=${escapeRdnValue(opts.organization ?? 'mptls')}`,
+    issuer: ca.cert.subjectName,
+    publicKey: keys.publicKey,
+    signingKey: ca.keys.privateKey,
+    signingAlgorithm: EC_SIGN,
+    ...validity(opts.days ?? 3650),
+    extensions,
+  });
+  return { keys, cert };
+}
+
+/** PKCS#8 PEM of a private key. */
+export async function privateKeyPem(privateKey: webcrypto.CryptoKey): Promise<string> {
+  return keyPem(privateKey);
+}
+
+/** PEM of a certificate. */
+export function certificatePem(cert: x509.X509Certificate): string {
+  return cert.toString('pem') + '\n';
+}
+
 /**
  * Generate a fresh CA and a server certificate (EC P-256, ECDSA-SHA256) signed
  * by it. Returns PEM strings: `{ key, cert }` for `tls.createServer`, `ca` for
  * the client's `ca` option.
  */
-export async function generateSelfSigned(
-  opts: GenerateSelfSignedOptions = {},
-): Promise<SelfSignedCredentials> {
+export async function generateSelfSigned(opts: GenerateSelfSignedOptions = {}): Promise<SelfSignedCredentials> {
   const commonName = opts.commonName ?? 'localhost';
   const days = opts.validityDays ?? 3650;
   if (!(days > 0)) throw new RangeError(`validityDays must be > 0, got ${days}`);
   const altNames = [...(opts.altNames ?? DEFAULT_ALT_NAMES)];
-  if (commonName !== '' && isIP(commonName) === 0 && !altNames.includes(commonName)) {
-    altNames.unshift(commonName);
-  }
+  if (commonName !== '' && isIP(commonName) === 0 && !altNames.includes(commonName)) altNames.unshift(commonName);
   if (altNames.length === 0) throw new RangeError('generateSelfSigned: no subjectAltName entries');
-
-  const { notBefore, notAfter } = validity(days);
-
-  const caKeys = await newKeys();
-  const caCert = await x509.X509CertificateGenerator.createSelfSigned({
-    name: 'CN=mptls ephemeral CA, O=mptls',
-    keys: caKeys,
-    signingAlgorithm: EC_SIGN,
-    notBefore,
-    notAfter,
-    extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      await x509.SubjectKeyIdentifierExtension.create(caKeys.publicKey),
-    ],
-  });
-
-  const serverKeys = await newKeys();
-  const serverCert = await x509.X509CertificateGenerator.create({
-    subject: `CN=${escapeRdnValue(commonName || 'localhost')}, O=mptls`,
-    issuer: caCert.subjectName,
-    publicKey: serverKeys.publicKey,
-    signingKey: caKeys.privateKey,
-    signingAlgorithm: EC_SIGN,
-    notBefore,
-    notAfter,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
-      await x509.SubjectKeyIdentifierExtension.create(serverKeys.publicKey),
-      await x509.AuthorityKeyIdentifierExtension.create(caKeys.publicKey),
-      sanExtension(altNames),
-    ],
-  });
-
-  return {
-    key: await keyPem(serverKeys.privateKey),
-    cert: serverCert.toString('pem') + '\n',
-    ca: caCert.toString('pem') + '\n',
-  };
+  const ca = await createCa('mptls ephemeral CA', { days });
+  const server = await issueCertificate(ca, { commonName: commonName || 'localhost', altNames, usage: 'server', days });
+  return { key: await keyPem(server.keys.privateKey), cert: certificatePem(server.cert), ca: certificatePem(ca.cert) };
 }
