@@ -116,8 +116,9 @@ export class Connection {
   localToken = 0;
   remoteToken = 0;
   /** RFC 8684 keys (rfc8684 mode) or the installed external keys. */
-  private localKey: Uint8Array | undefined;
-  private remoteKey: Uint8Array | undefined;
+  // #private: invisible to util.inspect and to any code outside this class.
+  #localKey: Uint8Array | undefined;
+  #remoteKey: Uint8Array | undefined;
   private keysInstalled = false;
   private keysConfirmed = false;
   private peerNewKey: NewKeyOption | undefined;
@@ -260,7 +261,7 @@ export class Connection {
   startClient(now: number, local: { token?: number; key?: Uint8Array }): number {
     if (this.mode === 'external') this.localToken = local.token!;
     else {
-      this.localKey = local.key!;
+      this.#localKey = local.key!;
       this.localToken = local.token!;
     }
     const la = this.localAddresses[0];
@@ -281,7 +282,7 @@ export class Connection {
   /** @internal Server: the MP_CAPABLE SYN arrived on a new subflow. */
   startServer(now: number, local: { token: number; key?: Uint8Array }, path: PathInfo): number {
     this.localToken = local.token;
-    if (this.mode === 'rfc8684') this.localKey = local.key!;
+    if (this.mode === 'rfc8684') this.#localKey = local.key!;
     const sf = this.addSubflow('syn-received', {
       initial: true,
       localAddressId: 0,
@@ -293,7 +294,7 @@ export class Connection {
     const synack: MpCapableOption =
       this.mode === 'external'
         ? { subtype: 'MP_CAPABLE', version: 1, flags: this.capableFlags(), senderToken: this.localToken }
-        : { subtype: 'MP_CAPABLE', version: 1, flags: this.capableFlags(), senderKey: this.localKey };
+        : { subtype: 'MP_CAPABLE', version: 1, flags: this.capableFlags(), senderKey: this.#localKey };
     this.queue(sf, [synack]);
     return sf.id;
   }
@@ -313,8 +314,8 @@ export class Connection {
     if (this.state !== 'established') throw new TypeError('installKeys before the MP_CAPABLE handshake finished');
     if (this.keysInstalled) throw new TypeError('keys already installed');
     if (keyA.length !== 8 || keyB.length !== 8) throw new RangeError('keyA and keyB must be 8 bytes each');
-    this.localKey = this.role === 'client' ? keyA.slice() : keyB.slice();
-    this.remoteKey = this.role === 'client' ? keyB.slice() : keyA.slice();
+    this.#localKey = this.role === 'client' ? keyA.slice() : keyB.slice();
+    this.#remoteKey = this.role === 'client' ? keyB.slice() : keyA.slice();
     this.keysInstalled = true;
     this.mib.inc('KeysInstalled');
     this.events.push({ type: 'keys-installed' });
@@ -334,7 +335,7 @@ export class Connection {
   /** keyA‖keyB, the external key NEW_KEY's HMAC covers. */
   private externalKey(): Uint8Array {
     const out = new Uint8Array(16);
-    const [a, b] = this.role === 'client' ? [this.localKey!, this.remoteKey!] : [this.remoteKey!, this.localKey!];
+    const [a, b] = this.role === 'client' ? [this.#localKey!, this.#remoteKey!] : [this.#remoteKey!, this.#localKey!];
     out.set(a, 0);
     out.set(b, 8);
     return out;
@@ -437,7 +438,7 @@ export class Connection {
     this.announcedIds.set(key, id);
     const sf = this.anyEstablished();
     if (!sf) return undefined;
-    const truncatedHmac = addAddrHmac(this.localKey!, this.remoteKey!, id, a.address, a.port);
+    const truncatedHmac = addAddrHmac(this.#localKey!, this.#remoteKey!, id, a.address, a.port);
     this.queue(sf, [this.dssAck(), { subtype: 'ADD_ADDR', echo: false, addressId: id, address: a.address, port: a.port, truncatedHmac }], true);
     this.mib.inc('AddAddrTx');
     return id;
@@ -622,10 +623,10 @@ export class Connection {
         ]);
       } else {
         if (!o.senderKey || o.receiverKey) return this.failHandshake(now);
-        this.remoteKey = o.senderKey.slice();
-        this.remoteToken = tokenFromKey(this.remoteKey);
+        this.#remoteKey = o.senderKey.slice();
+        this.remoteToken = tokenFromKey(this.#remoteKey);
         this.queue(sf, [
-          { subtype: 'MP_CAPABLE', version: 1, flags: this.capableFlags(), senderKey: this.localKey, receiverKey: this.remoteKey },
+          { subtype: 'MP_CAPABLE', version: 1, flags: this.capableFlags(), senderKey: this.#localKey, receiverKey: this.#remoteKey },
         ]);
       }
       this.establish(sf, now);
@@ -639,9 +640,9 @@ export class Connection {
         if (o.senderToken === undefined || o.receiverToken !== this.localToken) return this.failHandshake(now);
         this.remoteToken = o.senderToken;
       } else {
-        if (!o.senderKey || !o.receiverKey || !timingSafeEqual(o.receiverKey, this.localKey!)) return this.failHandshake(now);
-        this.remoteKey = o.senderKey.slice();
-        this.remoteToken = tokenFromKey(this.remoteKey);
+        if (!o.senderKey || !o.receiverKey || !timingSafeEqual(o.receiverKey, this.#localKey!)) return this.failHandshake(now);
+        this.#remoteKey = o.senderKey.slice();
+        this.remoteToken = tokenFromKey(this.#remoteKey);
       }
       this.establish(sf, now);
       return true;
@@ -662,8 +663,8 @@ export class Connection {
       this.idsnRemote = idsnFromTokens(this.remoteToken, this.localToken);
       this.mib.inc('MPCapableExternalKeys');
     } else {
-      this.idsnLocal = idsnFromKey(this.localKey!);
-      this.idsnRemote = idsnFromKey(this.remoteKey!);
+      this.idsnLocal = idsnFromKey(this.#localKey!);
+      this.idsnRemote = idsnFromKey(this.#remoteKey!);
       this.keysInstalled = true;
     }
     sf.state = 'established';
@@ -684,14 +685,14 @@ export class Connection {
     if (o.stage === 'synack' && sf.state === 'join-syn-sent') {
       this.mib.inc('MPJoinSynAckRx');
       sf.remoteRandom = o.senderRandom;
-      const expected = joinSynAckHmac(this.remoteKey!, this.localKey!, o.senderRandom, sf.localRandom);
+      const expected = joinSynAckHmac(this.#remoteKey!, this.#localKey!, o.senderRandom, sf.localRandom);
       if (!timingSafeEqual(expected, o.truncatedHmac)) {
         this.mib.inc('MPJoinSynAckHMacFailure');
         this.resetSubflow(sf, TcpRstReason.MPTCP_SPECIFIC, now, 'join-refused');
         return false;
       }
       sf.backupPeer = o.backup;
-      const hmac = joinAckHmac(this.localKey!, this.remoteKey!, sf.localRandom, o.senderRandom);
+      const hmac = joinAckHmac(this.#localKey!, this.#remoteKey!, sf.localRandom, o.senderRandom);
       sf.state = 'join-ack-sent';
       sf.sampleRtt(now - sf.handshakeStarted);
       this.queue(sf, [{ subtype: 'MP_JOIN', stage: 'ack', hmac }]);
@@ -699,7 +700,7 @@ export class Connection {
     }
     if (o.stage === 'ack' && sf.state === 'join-syn-received') {
       this.mib.inc('MPJoinAckRx');
-      const expected = joinAckHmac(this.remoteKey!, this.localKey!, sf.remoteRandom, sf.localRandom);
+      const expected = joinAckHmac(this.#remoteKey!, this.#localKey!, sf.remoteRandom, sf.localRandom);
       if (!timingSafeEqual(expected, o.hmac)) {
         this.mib.inc('MPJoinAckHMacFailure');
         this.resetSubflow(sf, TcpRstReason.MPTCP_SPECIFIC, now, 'join-refused');
@@ -762,7 +763,7 @@ export class Connection {
     sf.localRandom = this.randomU32();
     sf.handshakeDeadline = now + this.timers.joinTimeoutMs;
     this.pendingJoins++;
-    const truncatedHmac = joinSynAckHmac(this.localKey!, this.remoteKey!, sf.localRandom, sf.remoteRandom);
+    const truncatedHmac = joinSynAckHmac(this.#localKey!, this.#remoteKey!, sf.localRandom, sf.remoteRandom);
     this.queue(sf, [
       { subtype: 'MP_JOIN', stage: 'synack', backup: false, addressId: localId, truncatedHmac, senderRandom: sf.localRandom },
     ]);
@@ -787,7 +788,7 @@ export class Connection {
       this.mib.inc('AddAddrDrop');
       return;
     }
-    const expected = addAddrHmac(this.remoteKey!, this.localKey!, o.addressId, o.address, o.port);
+    const expected = addAddrHmac(this.#remoteKey!, this.#localKey!, o.addressId, o.address, o.port);
     if (!timingSafeEqual(expected, o.truncatedHmac)) {
       this.mib.inc('AddAddrHMacFailure');
       this.mib.inc('AddAddrDrop');
@@ -823,7 +824,7 @@ export class Connection {
 
   /** Returns true when the connection closed. */
   private handleFastclose(receiverKey: Uint8Array, now: number): boolean {
-    if (!this.localKey || !(this.mode === 'rfc8684' || this.keysInstalled) || !timingSafeEqual(receiverKey, this.localKey)) {
+    if (!this.#localKey || !(this.mode === 'rfc8684' || this.keysInstalled) || !timingSafeEqual(receiverKey, this.#localKey)) {
       this.mib.inc('MPFastcloseBadKey');
       return false;
     }
@@ -1043,11 +1044,11 @@ export class Connection {
 
   private abortInternal(reason: CloseReason, now: number): void {
     if (this.state === 'closed') return;
-    const canFastclose = this.remoteKey !== undefined && (this.mode === 'rfc8684' || this.keysInstalled);
+    const canFastclose = this.#remoteKey !== undefined && (this.mode === 'rfc8684' || this.keysInstalled);
     for (const s of this.subflows.values()) {
       if (!s.open) continue;
       const options: MptcpOption[] = canFastclose
-        ? [{ subtype: 'MP_FASTCLOSE', receiverKey: this.remoteKey! }]
+        ? [{ subtype: 'MP_FASTCLOSE', receiverKey: this.#remoteKey! }]
         : [{ subtype: 'MP_TCPRST', flags: 0, reason: TcpRstReason.MPTCP_SPECIFIC }];
       this.mib.inc(canFastclose ? 'MPFastcloseTx' : 'MPRstTx');
       this.control.push({ subflow: s.id, segment: { options }, close: 'reset' });

@@ -148,6 +148,14 @@ describe('userspace multipath over loopback', () => {
       expect(k.keyA).not.toEqual(k.keyB);
     }
     expect(a.mptcp.keyFingerprints).not.toEqual(b.mptcp.keyFingerprints);
+    // No key material reachable by inspection: the core keeps keys in #private fields.
+    const { inspect } = await import('node:util');
+    const ka = exportMptcpKeys(a, a.mptcp.tokens!.local, a.mptcp.tokens!.remote);
+    const deep = inspect(a.mptcp, { depth: Infinity, showHidden: true, maxArrayLength: Infinity, maxStringLength: Infinity });
+    for (const key of [ka.keyA, ka.keyB]) {
+      expect(deep).not.toContain([...key].join(', '));
+      expect(deep).not.toContain(Buffer.from(key).toString('hex'));
+    }
     expect(a.mptcp.keysConfirmed && b.mptcp.keysConfirmed).toBe(true);
     a.end();
     b.end();
