@@ -94,6 +94,15 @@ export function enableMultipath<S extends tls.Server>(server: S, options: Server
     { preambleTimeoutMs: mp.preambleTimeoutMs, driver: { probe: tcpProbe() } },
   );
   server.on('connection', (socket: net.Socket) => acceptor.handle(socket));
+  // node:tls only reports a failed or timed-out handshake ('tlsClientError',
+  // e.g. ERR_TLS_HANDSHAKE_TIMEOUT) and leaves the socket open: a client that
+  // sends one byte and stalls would hold a descriptor for ever. After the
+  // application's own listeners ran, close it.
+  server.on('tlsClientError', (_err: Error, socket: tls.TLSSocket) => {
+    setImmediate(() => {
+      if (!socket.destroyed) socket.destroy();
+    });
+  });
   // --- kernel bridge: with mptcp.kernel, listen(port…) listens on an IPPROTO_MPTCP socket.
   // Kernel-MPTCP clients arrive as MPTCP sockets, everyone else (plain TLS, userspace
   // multipath) as plain TCP ones; all go through the acceptor above. ---

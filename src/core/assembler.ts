@@ -9,6 +9,15 @@ interface Piece {
   data: Uint8Array;
 }
 
+/**
+ * Each out-of-order piece is charged at least this many bytes against the
+ * receive buffer, and a shorter one is copied out of the read it arrived in:
+ * a peer that splits data into tiny out-of-order pieces can neither pin whole
+ * socket reads with 1-byte views nor hold millions of pieces in a window
+ * meant for bytes.
+ */
+export const PIECE_CHARGE = 2048;
+
 export interface InsertResult {
   /** New bytes kept (in order or out of order). */
   accepted: number;
@@ -16,6 +25,8 @@ export interface InsertResult {
   duplicate: number;
   /** True when the bytes were queued out of order. */
   outOfOrder: boolean;
+  /** Refused: queuing them would charge more than the caller's limit (see PIECE_CHARGE). */
+  overLimit?: boolean;
 }
 
 export class Assembler {
@@ -26,10 +37,20 @@ export class Assembler {
   private readyBytes = 0;
   private ooo: Piece[] = [];
   private oooBytes = 0;
+  /** oooBytes with each piece counted as at least PIECE_CHARGE. */
+  private oooCharged = 0;
 
-  /** Bytes held: delivered in order but unread, plus out of order. */
+  /** Bytes held, as charged: in order but unread, plus out of order (small pieces charged PIECE_CHARGE). */
   get buffered(): number {
+    return this.readyBytes + this.oooCharged;
+  }
+  /** Bytes actually held (no charge): in order but unread, plus out of order. */
+  get heldBytes(): number {
     return this.readyBytes + this.oooBytes;
+  }
+  /** Out-of-order pieces held. */
+  get outOfOrderPieces(): number {
+    return this.ooo.length;
   }
   get readable(): number {
     return this.readyBytes;
@@ -43,7 +64,11 @@ export class Assembler {
     return last ? last.start + last.data.length : this.rcvNxt;
   }
 
-  insert(start: number, data: Uint8Array): InsertResult {
+  /**
+   * `maxCharged`: out-of-order data that would take `buffered` above this is
+   * refused whole (the caller decides what the peer's behaviour means).
+   */
+  insert(start: number, data: Uint8Array, maxCharged = Infinity): InsertResult {
     const len = data.length;
     let end = start + len;
     if (end <= this.rcvNxt) return { accepted: 0, duplicate: len, outOfOrder: false };
@@ -62,6 +87,9 @@ export class Assembler {
       return { accepted: len - dup, duplicate: dup, outOfOrder: false };
     }
     // Out of order: insert without overlapping existing pieces.
+    if (this.buffered + Math.max(data.length, PIECE_CHARGE) > maxCharged) {
+      return { accepted: 0, duplicate: 0, outOfOrder: true, overLimit: true };
+    }
     let accepted = 0;
     let i = this.lowerBound(start);
     const prev = this.ooo[i - 1];
@@ -71,19 +99,15 @@ export class Assembler {
       const next = this.ooo[i];
       if (next && next.start < end) {
         if (next.start > s) {
-          const piece = data.subarray(s - start, next.start - start);
-          this.ooo.splice(i, 0, { start: s, data: piece });
-          this.oooBytes += piece.length;
-          accepted += piece.length;
+          this.addPiece(i, s, data.subarray(s - start, next.start - start));
+          accepted += next.start - s;
           i++;
         }
         s = Math.max(s, next.start + next.data.length);
         i++;
       } else {
-        const piece = data.subarray(s - start, end - start);
-        this.ooo.splice(i, 0, { start: s, data: piece });
-        this.oooBytes += piece.length;
-        accepted += piece.length;
+        this.addPiece(i, s, data.subarray(s - start, end - start));
+        accepted += end - s;
         s = end;
       }
     }
@@ -112,6 +136,14 @@ export class Assembler {
     this.rcvNxt += n;
   }
 
+  private addPiece(i: number, start: number, piece: Uint8Array): void {
+    // A short view would keep its whole socket read alive: copy it.
+    const data = piece.length < PIECE_CHARGE ? piece.slice() : piece;
+    this.ooo.splice(i, 0, { start, data });
+    this.oooBytes += data.length;
+    this.oooCharged += Math.max(data.length, PIECE_CHARGE);
+  }
+
   private pushReady(d: Uint8Array): void {
     if (d.length === 0) return;
     this.ready.push(d);
@@ -123,6 +155,7 @@ export class Assembler {
     while (k < this.ooo.length && this.ooo[k].start <= this.rcvNxt) {
       const p = this.ooo[k++];
       this.oooBytes -= p.data.length;
+      this.oooCharged -= Math.max(p.data.length, PIECE_CHARGE);
       const pEnd = p.start + p.data.length;
       if (pEnd > this.rcvNxt) {
         this.pushReady(p.data.subarray(this.rcvNxt - p.start));

@@ -213,7 +213,7 @@ export class Connection {
   }
   /** Bytes held by the receive side (unread in-order + out-of-order). */
   get receiveBuffered(): number {
-    return this.asm.buffered;
+    return this.asm.heldBytes;
   }
   get bytesAcked(): number {
     return this.sndUna;
@@ -944,7 +944,11 @@ export class Connection {
       }
       const n = Math.min(p.length, m.ssn + m.len - sf.rcvSsn);
       const off = m.start + (sf.rcvSsn - m.ssn);
-      this.deliver(off, n === p.length ? p : p.subarray(0, n));
+      if (!this.deliver(off, n === p.length ? p : p.subarray(0, n))) {
+        this.mib.inc('ProtocolError');
+        this.resetSubflow(sf, TcpRstReason.MPTCP_SPECIFIC, now, 'error');
+        return false;
+      }
       sf.rcvSsn += n;
       sf.bytesReceived += n;
       p = p.subarray(n);
@@ -960,15 +964,21 @@ export class Connection {
     return true;
   }
 
-  private deliver(offset: number, data: Uint8Array): void {
+  /** Returns false when the peer's data had to be refused (the caller resets the subflow). */
+  private deliver(offset: number, data: Uint8Array): boolean {
     const edge = this.advertisedRightEdge;
     if (offset + data.length > edge) {
       this.mib.inc('RcvWndExceeded');
-      if (offset >= edge) return;
+      if (offset >= edge) return true;
       data = data.subarray(0, edge - offset);
     }
     const before = this.asm.rcvNxt;
-    const r = this.asm.insert(offset, data);
+    const r = this.asm.insert(offset, data, 2 * this.limits.recvBufferLimit);
+    if (r.overLimit) {
+      // Only a peer that shreds data into tiny out-of-order pieces gets here.
+      this.mib.inc('RcvPruned');
+      return false;
+    }
     if (r.duplicate > 0) this.mib.inc('DuplicateData');
     if (r.outOfOrder && r.accepted > 0) this.mib.inc('OFOQueue');
     if (this.asm.rcvNxt > before) {
@@ -978,6 +988,7 @@ export class Connection {
         this.events.push({ type: 'readable' });
       }
     }
+    return true;
   }
 
   private handlePeerFin(finAt: number, sf: Subflow): void {

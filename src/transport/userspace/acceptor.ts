@@ -36,7 +36,9 @@ export class Acceptor {
   private readonly maxPending: number;
   private readonly driverOptions: DriverOptions | undefined;
   /** Counters of the acceptor itself (the endpoint counts protocol events). */
-  readonly stats = { plain: 0, multipath: 0, joins: 0, refused: 0, preambleTimeouts: 0, badFirstFrame: 0, overload: 0 };
+  readonly stats = { plain: 0, multipath: 0, joins: 0, refused: 0, preambleTimeouts: 0, badFirstFrame: 0, overload: 0, evicted: 0 };
+  /** Connections still sending their preamble, oldest first, with how to drop each. */
+  private readonly waiting = new Map<net.Socket, () => void>();
 
   constructor(
     readonly endpoint: Endpoint,
@@ -55,9 +57,19 @@ export class Acceptor {
   /** Takes a freshly accepted TCP connection. */
   handle(socket: net.Socket): void {
     if (this.pending >= this.maxPending) {
-      this.stats.overload++;
-      socket.destroy();
-      return;
+      // Full: drop the connection that has waited longest, not the newcomer.
+      // Idle connections cannot lock the port: a client that sends its
+      // preamble promptly is served even while an attacker keeps the pool full.
+      const oldest = this.waiting.entries().next().value as [net.Socket, () => void] | undefined;
+      if (oldest) {
+        this.stats.evicted++;
+        oldest[1]();
+        oldest[0].destroy();
+      } else {
+        this.stats.overload++;
+        socket.destroy();
+        return;
+      }
     }
     this.pending++;
     let settled = false;
@@ -73,6 +85,7 @@ export class Acceptor {
       if (settled) return false;
       settled = true;
       this.pending--;
+      this.waiting.delete(socket);
       clearTimeout(timer);
       socket.removeListener('data', onData);
       socket.removeListener('error', onError);
@@ -144,6 +157,7 @@ export class Acceptor {
         socket.resume();
       }
     };
+    this.waiting.set(socket, () => finish());
     socket.on('data', onData);
     socket.on('error', onError);
     socket.on('close', onClose);

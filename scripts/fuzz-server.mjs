@@ -1,0 +1,110 @@
+/**
+ * The server side of `scripts/fuzz.mjs`: one mptls server (from dist/) on
+ * 127.0.0.1, instrumented so every raw connection it accepts ends with a
+ * reason, reporting over IPC. It records (and survives, to report them) any
+ * 'uncaughtException' or unhandled rejection: the fuzz run fails on either.
+ *
+ * Messages in: { type: 'stats' } | { type: 'final' } | { type: 'exit' }.
+ * Messages out: { type: 'ready', port } | { type: 'stats', … } | { type: 'final', … }.
+ */
+import { readFileSync } from 'node:fs';
+import { format } from 'node:util';
+import { createServer } from '../dist/index.js';
+import { instrumentServer } from './fuzz-lib.mjs';
+
+const opts = JSON.parse(process.argv[2] ?? '{}');
+const uncaught = [];
+const unhandled = [];
+process.on('uncaughtException', (e) => uncaught.push(String(e?.stack ?? e).slice(0, 2000)));
+process.on('unhandledRejection', (e) => unhandled.push(String(e?.stack ?? e).slice(0, 2000)));
+
+// Every line the process would log, kept for the key-material scan (and still printed).
+const logLines = [];
+for (const m of ['log', 'info', 'warn', 'error', 'debug', 'trace']) {
+  const orig = console[m].bind(console);
+  console[m] = (...args) => {
+    logLines.push(format(...args));
+    orig(...args);
+  };
+}
+for (const stream of [process.stdout, process.stderr]) {
+  const write = stream.write.bind(stream);
+  stream.write = (chunk, ...rest) => {
+    logLines.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('latin1'));
+    return write(chunk, ...rest);
+  };
+}
+process.on('warning', (w) => logLines.push(String(w?.stack ?? w)));
+
+const certs = new URL('../certs-fixtures/', import.meta.url);
+const server = createServer(
+  {
+    key: readFileSync(new URL('server.key', certs)),
+    cert: readFileSync(new URL('server.pem', certs)),
+    handshakeTimeout: opts.handshakeTimeoutMs ?? 2000,
+    mptcp: { preambleTimeoutMs: opts.preambleTimeoutMs ?? 1500, keyModes: ['external', 'rfc8684'] },
+  },
+  (s) => {
+    // the legitimate clients: echo
+    s.on('data', (d) => s.write(d));
+    s.on('end', () => s.end());
+    s.on('error', () => {});
+  },
+);
+const inst = instrumentServer(server);
+
+const peaks = { rss: 0, handles: 0, pending: 0, connections: 0, endpointConnections: 0 };
+const handles = () => process.getActiveResourcesInfo().filter((r) => r !== 'Timeout').length;
+const sample = () => {
+  const rss = process.memoryUsage().rss;
+  peaks.rss = Math.max(peaks.rss, rss);
+  peaks.handles = Math.max(peaks.handles, handles());
+  peaks.pending = Math.max(peaks.pending, server.mptcp.acceptor.pendingSubflows, inst.maxPending);
+  peaks.connections = Math.max(peaks.connections, server.mptcp.connections);
+  peaks.endpointConnections = Math.max(peaks.endpointConnections, server.mptcp.endpoint.connectionCount);
+};
+setInterval(sample, 100).unref();
+
+const stats = () => ({
+  type: 'stats',
+  acceptor: { ...server.mptcp.acceptor.stats },
+  counters: server.mptcp.counters(),
+  pending: server.mptcp.acceptor.pendingSubflows,
+  pendingJoins: server.mptcp.endpoint.pendingJoinCount,
+  connections: server.mptcp.connections,
+  endpointConnections: server.mptcp.endpoint.connectionCount,
+  openRecords: inst.open(),
+  liveDrivers: inst.liveDrivers(),
+  rss: process.memoryUsage().rss,
+  heapUsed: process.memoryUsage().heapUsed,
+  handles: handles(),
+  peaks,
+  uncaught: uncaught.length,
+  unhandled: unhandled.length,
+});
+
+process.on('message', (m) => {
+  if (m.type === 'stats') {
+    sample();
+    process.send(stats());
+  } else if (m.type === 'final') {
+    sample();
+    process.send({
+      ...stats(),
+      type: 'final',
+      histogram: inst.histogram(),
+      reasons: inst.reasons(),
+      strings: [...inst.strings, ...logLines],
+      keys: inst.keys.map((k) => Buffer.from(k).toString('hex')),
+      uncaughtErrors: uncaught,
+      unhandledErrors: unhandled,
+    });
+  } else if (m.type === 'exit') {
+    server.close();
+    setTimeout(() => process.exit(0), 100);
+  }
+});
+
+server.listen(0, '127.0.0.1', () => {
+  process.send({ type: 'ready', port: server.address().port, baseline: stats() });
+});
