@@ -46,6 +46,28 @@ describe('Assembler', () => {
   });
 });
 
+describe('Assembler against shredded data', () => {
+  it('charges tiny out-of-order pieces, copies them, and refuses past the limit', async () => {
+    const { PIECE_CHARGE } = await import('../../src/core/assembler.js');
+    const a = new Assembler();
+    const read = new Uint8Array(65536); // one socket read
+    const limit = 64 * PIECE_CHARGE;
+    let refused = 0;
+    for (let i = 0; i < 100; i++) {
+      // 1-byte pieces at falling offsets, never in order
+      const r = a.insert(1000 - i * 2, read.subarray(i, i + 1), limit);
+      if (r.overLimit) refused++;
+    }
+    expect(a.outOfOrderPieces).toBe(64);
+    expect(refused).toBe(36);
+    expect(a.buffered).toBe(64 * PIECE_CHARGE);
+    expect(a.heldBytes).toBe(64);
+    // pieces do not pin the read they came from
+    const held = (a as unknown as { ooo: { data: Uint8Array }[] }).ooo;
+    for (const p of held) expect(p.data.buffer).not.toBe(read.buffer);
+  });
+});
+
 describe('SendBuffer', () => {
   it('slices without copying and frees on ack', () => {
     const b = new SendBuffer();
