@@ -20,19 +20,9 @@ import { fileURLToPath } from 'node:url';
 
 const VALIDITY_YEARS = 10;
 
-/** SANs for the fixture server certificates (localhost, loopbacks, netns test hosts). */
-export const SERVER_ALT_NAMES = [
-  'localhost',
-  '127.0.0.1',
-  '127.0.0.2',
-  '127.0.0.3',
-  '127.0.0.4',
-  '::1',
-  '198.18.0.2',
-  '198.18.1.2',
-  '198.18.2.2',
-  '198.18.3.2',
-];
+/** SANs for the fixture server certificates: the same list generateSelfSigned uses. */
+const { DEFAULT_ALT_NAMES } = await import('../dist/tls/certs.js');
+export const SERVER_ALT_NAMES = [...DEFAULT_ALT_NAMES];
 
 // The generators are src/tls/certs.ts's (built into dist/ by `npm run certs`).
 const { createCa: makeCa, issueCertificate, privateKeyPem: keyPem, certificatePem: certPem } = await import('../dist/tls/certs.js');
