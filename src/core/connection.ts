@@ -436,12 +436,26 @@ export class Connection {
     const id = this.announcedIds.size + 1;
     if (id > 255) return undefined;
     this.announcedIds.set(key, id);
+    this.unechoed.set(id, { address: a.address, port: a.port, sentOn: -1 });
+    this.sendAddAddr(id);
+    return id;
+  }
+
+  /**
+   * Announcements not yet echoed, and the subflow that carried each: an
+   * ADD_ADDR lost with a subflow that died is sent again on another one
+   * (RFC 8684 §3.4.1: retransmitted until echoed).
+   */
+  private readonly unechoed = new Map<number, { address: string; port?: number; sentOn: number }>();
+
+  private sendAddAddr(id: number): void {
+    const a = this.unechoed.get(id);
     const sf = this.anyEstablished();
-    if (!sf) return undefined;
+    if (!a || !sf) return;
+    a.sentOn = sf.id;
     const truncatedHmac = addAddrHmac(this.#localKey!, this.#remoteKey!, id, a.address, a.port);
     this.queue(sf, [this.dssAck(), { subtype: 'ADD_ADDR', echo: false, addressId: id, address: a.address, port: a.port, truncatedHmac }], true);
     this.mib.inc('AddAddrTx');
-    return id;
   }
 
   /** Withdraw an announced address (REMOVE_ADDR): the peer closes its subflows to it. */
@@ -452,6 +466,7 @@ export class Connection {
     this.queue(sf, [this.dssAck(), { subtype: 'REMOVE_ADDR', addressIds: [addressId] }], true);
     this.mib.inc('RmAddrTx');
     for (const [k, v] of this.announcedIds) if (v === addressId) this.announcedIds.delete(k);
+    this.unechoed.delete(addressId);
   }
 
   /** Mark a subflow backup (or not) for both directions: local choice plus MP_PRIO to the peer. */
@@ -719,6 +734,8 @@ export class Connection {
   private joinEstablished(sf: Subflow, _now: number): void {
     sf.state = 'established';
     sf.handshakeDeadline = Infinity;
+    // Announcements whose carrier died while no other subflow could take them.
+    for (const [id, a] of this.unechoed) if (!this.subflows.get(a.sentOn)?.established) this.sendAddAddr(id);
     this.pendingJoins = Math.max(0, this.pendingJoins - 1);
     if (this.role === 'server') this.host.releaseJoin();
     this.events.push({ type: 'subflow-up', subflow: sf.id });
@@ -782,6 +799,7 @@ export class Connection {
   private handleAddAddr(o: AddAddrOption, now: number): void {
     if (o.echo) {
       this.mib.inc('EchoAdd');
+      this.unechoed.delete(o.addressId);
       return;
     }
     if (this.role !== 'client' || !this.keysConfirmed || !o.truncatedHmac) {
@@ -1319,8 +1337,10 @@ export class Connection {
       this.closeWith('reset', now);
       return;
     }
-    // Acks and window updates that went down with it must be repeated.
+    // Acks and window updates that went down with it must be repeated, and
+    // announcements it carried that were never echoed.
     this.windowUpdatePending = true;
+    for (const [id, a] of this.unechoed) if (a.sentOn === sf.id) this.sendAddAddr(id);
     let alive = 0;
     for (const s of this.subflows.values()) if (s.open) alive++;
     if (alive === 0) this.closeWith(this.finAcked && this.peerFinDone ? 'done' : 'no-subflows', now);
@@ -1442,6 +1462,7 @@ export class Connection {
         this.mib.inc('SubflowStale');
         this.reinjectFrom(s);
         if (this.finSentOn === s.id && !this.finAcked) this.finSentOn = undefined; // resend the DATA_FIN elsewhere
+        for (const [id, a] of this.unechoed) if (a.sentOn === s.id) this.sendAddAddr(id);
       }
     }
   }

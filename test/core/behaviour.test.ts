@@ -72,6 +72,33 @@ describe('connection behaviour', () => {
     expect(sfs.length).toBeLessThanOrEqual(2);
   });
 
+  it('an ADD_ADDR lost with the subflow that carried it is sent again on another one', () => {
+    let sim!: Sim;
+    let killed = false;
+    sim = new Sim({
+      seed: 52,
+      paths: [...TWO, { rateMbps: 20, delayMs: 5 }],
+      client: { localAddresses: [{ address: '198.18.0.1' }, { address: '198.18.1.1' }] },
+      observer: (from, key, seg) => {
+        if (from === 'server' && !killed && seg.options.some((o) => o.subtype === 'ADD_ADDR' && !o.echo)) {
+          killed = true;
+          // the path dies with the ADD_ADDR in flight
+          sim.at(sim.now, () => sim.resetPath(key === 0 ? 0 : 1));
+        }
+      },
+    });
+    sim.start({ client: { bytes: 0 }, server: { bytes: 2_000_000 } });
+    // announced once both subflows are up
+    sim.at(300, () => sim.server!.announce({ address: '198.18.2.2', port: 443 }));
+    sim.run(60_000);
+    expect(killed).toBe(true);
+    expect(sim.server!.counters().AddAddrTx).toBe(2);
+    expect(sim.client.counters().AddAddr).toBe(1);
+    expect(sim.server!.counters().EchoAdd).toBe(1);
+    expect(sim.client.subflowInfo().some((s) => s.remoteAddress === '198.18.2.2')).toBe(true);
+    expect(sim.report('client').received).toBe(2_000_000);
+  });
+
   it('REMOVE_ADDR closes the subflows to that address, the connection carries on', () => {
     const sim = new Sim({ seed: 45, paths: TWO, joinAllPaths: false, server: { announce: [{ address: '198.18.1.2', port: 443 }] } });
     sim.start({ client: { bytes: 0 }, server: { bytes: 3_000_000 } });
