@@ -22,6 +22,8 @@ import * as https from './https.js';
 import { haproxyConfig, HaproxyConfigError } from './haproxy.js';
 import type { MptlsSocket } from './client.js';
 import type { MptcpSocketInfo, MptcpSubflow } from './info.js';
+import { ffiStatus } from '../transport/kernel/ffi.js';
+import { kernelSupport, mptcpSysctls } from '../transport/kernel/socket.js';
 
 /** Where `main` writes and how `serve` is stopped; everything defaults to the process's own. */
 export interface CliIo {
@@ -751,9 +753,6 @@ export interface HostInfo {
   };
 }
 
-const MPTCP_SYSCTL_DIR = '/proc/sys/net/mptcp';
-const IPPROTO_MPTCP = 262;
-
 function run(cmd: string, args: string[]): Promise<{ stdout: string; stderr: string; error?: NodeJS.ErrnoException }> {
   return new Promise((resolve) => {
     execFile(cmd, args, { timeout: 3000, encoding: 'utf8' }, (error, stdout, stderr) =>
@@ -762,63 +761,18 @@ function run(cmd: string, args: string[]): Promise<{ stdout: string; stderr: str
   });
 }
 
-async function loadKoffi(): Promise<{ mod?: KoffiLike; version?: string; error?: string }> {
-  const name = 'koffi'; // a variable: koffi is optional, tsc must not require it
-  try {
-    const m = (await import(name)) as { default?: KoffiLike } & KoffiLike;
-    const mod = m.default ?? m;
-    return { mod, version: typeof mod.version === 'string' ? mod.version : undefined };
-  } catch (e) {
-    return { error: describeError(e) };
-  }
-}
-
-interface KoffiLike {
-  version?: string;
-  load(path: string): { func(signature: string): (...args: number[]) => number };
-  errno?(): number;
-}
-
-function probeMptcpSocket(koffi: KoffiLike): { ok: boolean; error?: string } {
-  try {
-    const libc = koffi.load(process.platform === 'linux' ? 'libc.so.6' : 'libc.dylib');
-    const socket = libc.func('int socket(int, int, int)');
-    const close = libc.func('int close(int)');
-    const fd = socket(2 /* AF_INET */, 1 /* SOCK_STREAM */, IPPROTO_MPTCP);
-    if (fd >= 0) {
-      close(fd);
-      return { ok: true };
-    }
-    const errno = koffi.errno?.();
-    const names: Record<number, string> = { 93: 'EPROTONOSUPPORT', 92: 'ENOPROTOOPT', 97: 'EAFNOSUPPORT', 1: 'EPERM', 13: 'EACCES' };
-    return { ok: false, error: errno === undefined ? 'socket() failed' : `socket() failed: ${names[errno] ?? `errno ${errno}`}` };
-  } catch (e) {
-    return { ok: false, error: describeError(e) };
-  }
-}
-
 /** Gathers what `mptls info` prints. */
 export async function hostInfo(): Promise<HostInfo> {
+  // Everything kernel-side comes from the kernel bridge (one implementation).
+  const short = mptcpSysctls();
+  const available = Object.keys(short).length > 0;
   const sysctls: Record<string, string> = {};
-  let available = false;
-  try {
-    const names = (await fs.promises.readdir(MPTCP_SYSCTL_DIR)).sort();
-    available = true;
-    for (const n of names) {
-      try {
-        sysctls[`net.mptcp.${n}`] = (await fs.promises.readFile(path.join(MPTCP_SYSCTL_DIR, n), 'utf8')).trim().replace(/\s+/g, ' ');
-      } catch {
-        /* unreadable (permissions): left out */
-      }
-    }
-  } catch {
-    /* no MPTCP in this kernel (or not Linux) */
-  }
+  for (const [n, v] of Object.entries(short)) sysctls[`net.mptcp.${n}`] = v.replace(/\s+/g, ' ');
   const enabledRaw = sysctls['net.mptcp.enabled'];
   const enabled = enabledRaw === undefined ? (available ? null : false) : enabledRaw === '1';
-
-  const koffi = await loadKoffi();
-  const socketProbe = koffi.mod && process.platform === 'linux' ? probeMptcpSocket(koffi.mod) : null;
+  const ffi = ffiStatus();
+  const support = kernelSupport();
+  const socketProbe = ffi.ok && process.platform === 'linux' && available && enabled !== false ? (support.ok ? { ok: true } : { ok: false, error: support.reason }) : null;
 
   const ip: HostInfo['ip'] = { available: false, limits: null, endpoints: null };
   const lim = await run('ip', ['mptcp', 'limits', 'show']);
@@ -843,7 +797,7 @@ export async function hostInfo(): Promise<HostInfo> {
   if (process.platform !== 'linux') missing.push('Linux');
   else if (!available) missing.push('kernel MPTCP (no /proc/sys/net/mptcp)');
   else if (enabled === false) missing.push('net.mptcp.enabled = 1');
-  if (!koffi.mod) missing.push('koffi (optional dependency)');
+  if (!ffi.ok) missing.push('koffi (optional dependency)');
   else if (socketProbe && !socketProbe.ok && enabled !== false && available) missing.push(`an IPPROTO_MPTCP socket (${socketProbe.error ?? 'failed'})`);
 
   return {
@@ -852,7 +806,7 @@ export async function hostInfo(): Promise<HostInfo> {
     os: { type: os.type(), release: os.release() },
     kernelMptcp: { available, enabled, sysctls, socketProbe },
     ip,
-    koffi: koffi.mod ? { loads: true, ...(koffi.version ? { version: koffi.version } : {}) } : { loads: false, error: koffi.error },
+    koffi: ffi.ok ? { loads: true } : { loads: false, error: ffi.reason },
     transports: {
       userspace: { available: true, note: 'multipath over ordinary TCP subflows; needs nothing from the kernel' },
       kernel: { prerequisitesMet: missing.length === 0, missing },
