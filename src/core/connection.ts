@@ -738,6 +738,7 @@ export class Connection {
     for (const [id, a] of this.unechoed) if (!this.subflows.get(a.sentOn)?.established) this.sendAddAddr(id);
     this.pendingJoins = Math.max(0, this.pendingJoins - 1);
     if (this.role === 'server') this.host.releaseJoin();
+    else this.rejoinAttempts.delete(`${sf.localAddressId}|${sf.remoteAddressId}`);
     this.events.push({ type: 'subflow-up', subflow: sf.id });
   }
 
@@ -1317,9 +1318,6 @@ export class Connection {
   }
 
   private subflowDown(sf: Subflow, reason: SubflowDownReason, now: number): void {
-    if (sf.state === 'closed' && !this.control.some((t) => t.subflow === sf.id)) {
-      // already down
-    }
     const wasPendingJoin = !sf.initial && (sf.state === 'join-syn-sent' || sf.state === 'join-syn-received' || sf.state === 'join-ack-sent');
     if (wasPendingJoin) {
       this.pendingJoins = Math.max(0, this.pendingJoins - 1);
@@ -1337,6 +1335,7 @@ export class Connection {
       this.closeWith('reset', now);
       return;
     }
+    this.scheduleRejoin(sf, reason, now);
     // Acks and window updates that went down with it must be repeated, and
     // announcements it carried that were never echoed.
     this.windowUpdatePending = true;
@@ -1344,6 +1343,20 @@ export class Connection {
     let alive = 0;
     for (const s of this.subflows.values()) if (s.open) alive++;
     if (alive === 0) this.closeWith(this.finAcked && this.peerFinDone ? 'done' : 'no-subflows', now);
+  }
+
+  /** Re-joins the path manager asked for, and failures in a row per address pair. */
+  private rejoins: { at: number; request: JoinRequest }[] = [];
+  private readonly rejoinAttempts = new Map<string, number>();
+
+  private scheduleRejoin(sf: Subflow, reason: SubflowDownReason, now: number): void {
+    if (this.role !== 'client' || !this.keysConfirmed || this.state !== 'established' || !this.pm.onSubflowClosed) return;
+    const key = `${sf.localAddressId}|${sf.remoteAddressId}`;
+    const attempt = this.rejoinAttempts.get(key) ?? 0;
+    const plan = this.pm.onSubflowClosed(this.pmContext(), { localAddressId: sf.localAddressId, remoteAddressId: sf.remoteAddressId, reason }, attempt);
+    if (!plan) return;
+    this.rejoinAttempts.set(key, attempt + 1);
+    this.rejoins.push({ at: now + plan.afterMs, request: plan.request });
   }
 
   private reinjectFrom(sf: Subflow): void {
@@ -1405,6 +1418,7 @@ export class Connection {
   pollTimeout(): number | null {
     if (this.state === 'closed') return null;
     let t = this.state === 'connecting' ? this.establishDeadline : Math.min(this.deadDeadline(), this.finDeadline());
+    for (const r of this.rejoins) if (r.at < t) t = r.at;
     for (const s of this.subflows.values()) {
       if (!s.open) continue;
       if (s.handshakeDeadline < t) t = s.handshakeDeadline;
@@ -1437,6 +1451,16 @@ export class Connection {
     if (now >= this.deadDeadline()) {
       this.abortInternal('timeout', now);
       return;
+    }
+    if (this.rejoins.length > 0) {
+      const due = this.rejoins.filter((r) => r.at <= now);
+      if (due.length > 0) {
+        this.rejoins = this.rejoins.filter((r) => r.at > now);
+        // the PM's own de-duplication applies: no second subflow on a live pair
+        const ctx = this.pmContext();
+        const live = (l: number, r: number) => ctx.subflows.some((x) => x.open && x.localAddressId === l && x.remoteAddressId === r);
+        this.startJoins(due.map((d) => d.request).filter((q) => !live(q.localAddressId, q.remoteAddressId)), now);
+      }
     }
     if (now >= this.finDeadline()) {
       this.finAvoid = this.finSentOn;

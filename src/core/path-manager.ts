@@ -42,6 +42,12 @@ export interface PathManager {
   onAddressAdded(ctx: PmContext, address: PmRemoteAddress): JoinRequest[];
   /** Server: addresses to announce once keys are confirmed. */
   announce(ctx: PmContext, configured: readonly AddressInfo[]): AddressInfo[];
+  /**
+   * Client: a subflow went down (`attempt` = how many re-joins of this
+   * address pair already failed in a row). Return a join to retry after a
+   * delay, or nothing.
+   */
+  onSubflowClosed?(ctx: PmContext, closed: { localAddressId: number; remoteAddressId: number; reason: string }, attempt: number): { afterMs: number; request: JoinRequest } | undefined;
 }
 
 /**
@@ -72,6 +78,27 @@ export class InKernelLikePathManager implements PathManager {
 
   announce(_ctx: PmContext, configured: readonly AddressInfo[]): AddressInfo[] {
     return [...configured];
+  }
+
+  /**
+   * A subflow that died by reset, error or a timed-out join is joined again
+   * (break-before-make: a path that comes back is used again), after 1, 2, 4,
+   * 8, 16 s; a closed or removed one is not. Linux's in-kernel PM leaves a
+   * dead subflow dead; mptls does not, because a userspace subflow also dies
+   * when a middlebox drops an idle TCP connection.
+   */
+  onSubflowClosed(
+    ctx: PmContext,
+    closed: { localAddressId: number; remoteAddressId: number; reason: string },
+    attempt: number,
+  ): { afterMs: number; request: JoinRequest } | undefined {
+    if (!['reset', 'error', 'join-timeout'].includes(closed.reason) || attempt >= 5) return undefined;
+    const la = ctx.localAddresses.find((a) => a.id === closed.localAddressId);
+    if (!ctx.remoteAddresses.some((a) => a.id === closed.remoteAddressId)) return undefined;
+    return {
+      afterMs: 1000 * 2 ** attempt,
+      request: { localAddressId: closed.localAddressId, remoteAddressId: closed.remoteAddressId, backup: la?.backup ?? false },
+    };
   }
 
   private pushIfFree(ctx: PmContext, out: JoinRequest[], req: JoinRequest): void {

@@ -99,6 +99,35 @@ describe('connection behaviour', () => {
     expect(sim.report('client').received).toBe(2_000_000);
   });
 
+  it('a subflow that died is joined again (after 1 s), and carries data again', () => {
+    const sim = new Sim({ seed: 53, paths: TWO });
+    sim.start({ client: { bytes: 0 }, server: { bytes: 12_000_000 } });
+    sim.at(800, () => sim.resetPath(1));
+    sim.run(60_000);
+    const c = sim.client;
+    expect(c.counters().MPJoinSynTx).toBe(2);
+    expect(c.counters().MPJoinSynAckRx).toBe(2);
+    const sfs = c.subflowInfo();
+    const rejoined = sfs.find((s) => s.id === 2);
+    expect(rejoined?.localAddress).toBe('198.18.1.1');
+    expect(rejoined!.bytesReceived).toBeGreaterThan(0);
+    expect(sim.report('client').receivedSha256).toBe(sim.report('server').sentSha256);
+  });
+
+  it('a path that stays dead is retried with backoff, a bounded number of times', () => {
+    const sim = new Sim({ seed: 54, paths: TWO });
+    // a slow reader keeps the connection busy for well over the 81 s of retries
+    sim.start({ client: { bytes: 0, readRateMbps: 1 }, server: { bytes: 20_000_000 } });
+    sim.at(300, () => {
+      sim.blackholePath(1);
+      sim.resetPath(1);
+    });
+    sim.run(200_000);
+    // 1 initial join + 5 re-joins, each timing out (10 s), spaced 1, 2, 4, 8, 16 s
+    expect(sim.client.counters().MPJoinSynTx).toBe(6);
+    expect(sim.client.counters().MPJoinTimeout).toBe(5);
+  });
+
   it('REMOVE_ADDR closes the subflows to that address, the connection carries on', () => {
     const sim = new Sim({ seed: 45, paths: TWO, joinAllPaths: false, server: { announce: [{ address: '198.18.1.2', port: 443 }] } });
     sim.start({ client: { bytes: 0 }, server: { bytes: 3_000_000 } });

@@ -216,6 +216,8 @@ class App {
   deliveries: { t: number; n: number }[] = [];
   readCredit = 0;
   lastReadAt = 0;
+  /** A wake-up for the slow reader is already scheduled at this time. */
+  readWakeAt = -1;
   maxReceiveBuffered = 0;
   maxSendBuffered = 0;
   constructor(
@@ -623,7 +625,7 @@ export class Sim {
       app.lastReadAt = this.now;
       budget = app.readCredit;
       if (budget < 1 && conn.readableLength > 0) {
-        this.events.push(this.now + 1, { kind: 'app', side });
+        this.wakeReader(app, side);
         return;
       }
     }
@@ -643,7 +645,14 @@ export class Sim {
       app.lastByteAt = this.now;
       app.deliveries.push({ t: this.now, n: d.length });
     }
-    if (rate !== undefined && conn.readableLength > 0) this.events.push(this.now + 1, { kind: 'app', side });
+    if (rate !== undefined && conn.readableLength > 0) this.wakeReader(app, side);
+  }
+
+  /** One pending wake-up per slow reader (every pump would otherwise add one). */
+  private wakeReader(app: App, side: Side): void {
+    if (app.readWakeAt > this.now) return;
+    app.readWakeAt = this.now + 1;
+    this.events.push(app.readWakeAt, { kind: 'app', side });
   }
 
   private transmit(side: Side, t: Transmit): void {

@@ -83,8 +83,25 @@ describe('userspace multipath over loopback', () => {
     const got = await serverDone[0];
     expect(got.bytes).toBe(48 * MiB);
     expect(got.sha256).toBe(digest);
-    expect(c.mptcp.subflows().length).toBe(1);
+    expect(c.mptcp.subflows().find((s) => s.id === 1)).toBeUndefined();
     expect(c.mptcp.counters().ReinjectedBytes).toBeGreaterThan(0);
+  });
+
+  it('a lost subflow is joined again by the path manager, and carries data', async () => {
+    const serverDone: Promise<{ bytes: number; sha256: string }>[] = [];
+    const server = echoServer((s) => serverDone.push(receiveAll(s).finally(() => s.end())));
+    const port = await listen(server);
+    const c = await mptlsConnect(port, { mptcp: { localAddresses: ['127.0.0.1', '127.0.0.2'] } });
+    await until(() => c.mptcp.subflows().filter((s) => s.state === 'established').length === 2, 5000, 'join');
+    const info = c.mptcp as unknown as { driver: { socketOf(id: number): net.Socket | undefined } };
+    info.driver.socketOf(1)!.destroy();
+    // re-joined after 1 s (InKernelLikePathManager.onSubflowClosed)
+    await until(() => c.mptcp.subflows().some((s) => s.id === 2 && s.state === 'established'), 5000, 're-join');
+    expect(c.mptcp.subflows().find((s) => s.id === 2)!.localAddress).toBe('127.0.0.2');
+    const digest = await sendBulk(c, 16 * MiB);
+    await until(() => serverDone.length === 1);
+    expect((await serverDone[0]).sha256).toBe(digest);
+    expect(c.mptcp.subflows().find((s) => s.id === 2)!.bytesSent).toBeGreaterThan(0);
   });
 
   it('the server announces an address (ADD_ADDR, authenticated) and the client joins it', async () => {
