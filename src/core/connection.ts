@@ -529,7 +529,8 @@ export class Connection {
       switch (o.subtype) {
         case 'MP_TCPRST':
           this.mib.inc('MPRstRx');
-          this.subflowDown(sf, 'reset', now);
+          // T (transient) invites a retry; without it the peer refuses for good.
+          this.subflowDown(sf, (o.flags & TcpRstFlag.TRANSIENT) !== 0 ? 'reset' : 'refused', now);
           return;
         case 'MP_FASTCLOSE':
           if (this.handleFastclose(o.receiverKey, now)) return;

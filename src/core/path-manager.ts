@@ -81,7 +81,8 @@ export class InKernelLikePathManager implements PathManager {
   }
 
   /**
-   * A subflow that died by reset, error or a timed-out join is joined again
+   * A subflow that died by reset (a TCP reset, or MP_TCPRST with the T bit),
+   * error or a timed-out join is joined again
    * (break-before-make: a path that comes back is used again), after 1, 2, 4,
    * 8, 16 s; a closed or removed one is not. Linux's in-kernel PM leaves a
    * dead subflow dead; mptls does not, because a userspace subflow also dies

@@ -63,7 +63,7 @@ export type CloseReason =
   | 'key-mismatch'
   | 'protocol-error';
 
-export type SubflowDownReason = 'fin' | 'reset' | 'stalled' | 'join-timeout' | 'join-refused' | 'closed' | 'removed' | 'error';
+export type SubflowDownReason = 'fin' | 'reset' | 'refused' | 'stalled' | 'join-timeout' | 'join-refused' | 'closed' | 'removed' | 'error';
 
 export type ConnectionEvent =
   | { type: 'established' }
