@@ -53,9 +53,15 @@ export async function handshakeBench({ runs = 15 } = {}) {
   };
   out.firstSubflowInRtts = out.firstSubflowUsableMs / rtt;
   out.joinedInRtts = out.secondSubflowJoinedMs / rtt;
-  out.hmac = hmacCost();
-  out.coreJoinsPerSecond = coreJoinsPerSecond().joinsPerSecond;
-  out.joinsPerSecond = await joinsPerSecond();
+  // medians of 3 runs each
+  const hm = [hmacCost(), hmacCost(), hmacCost()];
+  out.hmac = { ...hm[0], microsecondsPerJoin: median(hm.map((h) => h.microsecondsPerJoin)), runs: hm.map((h) => h.microsecondsPerJoin) };
+  const cj = [coreJoinsPerSecond(), coreJoinsPerSecond(), coreJoinsPerSecond()].map((c) => c.joinsPerSecond);
+  out.coreJoinsPerSecond = median(cj);
+  out.coreJoinsRuns = cj;
+  const js = [];
+  for (let i = 0; i < 3; i++) js.push(await joinsPerSecond());
+  out.joinsPerSecond = { ...js[0], joinsPerSecond: median(js.map((j) => j.joinsPerSecond)), joins: js.reduce((a, j) => a + j.joins, 0), refused: js.reduce((a, j) => a + j.refused, 0), runs: js.map((j) => j.joinsPerSecond) };
   return out;
 }
 
