@@ -14,7 +14,7 @@ import { exportMptcpKeys } from '../tls/keys.js';
 import { createTcpProbe, type TcpProbe } from '../transport/kernel/probe.js';
 // --- kernel bridge (mptcp.transport 'kernel') ---
 import { keyFingerprint } from '../tls/keys.js';
-import { connectKernel, KernelInfo, KERNEL_EXPORTER_TOKENS } from '../transport/kernel/index.js';
+import { connectKernel, KernelInfo, KERNEL_EXPORTER_TOKENS, watchKernelSubflows } from '../transport/kernel/index.js';
 import { NoMultipathError } from '../transport/userspace/stream.js';
 // --- end kernel bridge ---
 import { checkServerPin } from '../tls/pin.js';
@@ -112,6 +112,7 @@ export function connect(...args: unknown[]): MptlsSocket {
     socket = tls.connect({ ...tlsOptions, host, port, socket: k.socket }) as MptlsSocket;
     const info = new KernelInfo(socket, k);
     socket.mptcp = info;
+    watchKernelSubflows(socket, info);
     socket.once('secureConnect', () => {
       if (info.mode !== 'kernel') return;
       // No G-bit tokens in kernel mode: both ends use the context KERNEL_EXPORTER_TOKENS

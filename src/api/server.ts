@@ -21,7 +21,7 @@ import { exposeAddresses, FallbackInfo, UserspaceInfo, type MptcpSocketInfo } fr
 import { tcpProbe, type MptlsSocket } from './client.js';
 // --- kernel bridge (mptcp.kernel) ---
 import { keyFingerprint } from '../tls/keys.js';
-import { KernelInfo, KERNEL_EXPORTER_TOKENS, useKernelListener } from '../transport/kernel/index.js';
+import { KernelInfo, KERNEL_EXPORTER_TOKENS, useKernelListener, watchKernelSubflows } from '../transport/kernel/index.js';
 // --- end kernel bridge ---
 
 export interface MptcpServerOptions {
@@ -117,6 +117,7 @@ export function enableMultipath<S extends tls.Server>(server: S, options: Server
       const keys = exportMptcpKeys(s, KERNEL_EXPORTER_TOKENS.tokenA, KERNEL_EXPORTER_TOKENS.tokenB);
       k.setKeyFingerprints({ keyA: keyFingerprint(keys.keyA), keyB: keyFingerprint(keys.keyB) });
       m.mptcp = k;
+      watchKernelSubflows(s, k);
       return;
     }
     // --- end kernel bridge ---

@@ -354,6 +354,8 @@ describe.skipIf(unmet !== undefined)('connect({ mptcp: { transport: "kernel" } }
     const port = await listen(server);
     expect(kernelListenState(server)).toEqual({ mode: 'kernel' });
     const c = await kernelConnect(port);
+    const subflowEvents: number[] = [];
+    c.on('subflow', (s: { id: number }) => subflowEvents.push(s.id));
     expect(c.getProtocol()).toBe('TLSv1.3');
     expect(c.mptcp.mode).toBe('kernel');
     expect(c.mptcp.fallbackReason).toBeUndefined();
@@ -372,6 +374,8 @@ describe.skipIf(unmet !== undefined)('connect({ mptcp: { transport: "kernel" } }
     expect(c.mptcp.tokens?.remote).toBe(0);
     const sfs = c.mptcp.subflows();
     expect(sfs.length).toBeGreaterThanOrEqual(1);
+    // 'subflow' events in kernel mode too (the kernel's subflows, polled)
+    expect(subflowEvents).toContain(sfs[0].id);
     expect(sfs[0]).toMatchObject({ localAddress: '127.0.0.1', remoteAddress: '127.0.0.1', remotePort: port, backup: false });
     // Sent: what the subflow had sent when the fd closed (the kernel may still be sending then).
     expect(sfs[0].bytesSent).toBeGreaterThan(0);

@@ -32,5 +32,5 @@ export {
   type KernelListenOptions,
   type KernelListenResult,
 } from './socket.js';
-export { KernelInfo, KERNEL_EXPORTER_TOKENS, type KernelSubflow, type KernelMode, type KernelModeSource } from './info.js';
+export { KernelInfo, watchKernelSubflows, KERNEL_EXPORTER_TOKENS, type KernelSubflow, type KernelMode, type KernelModeSource } from './info.js';
 export { createTcpProbe, type TcpProbe, type TcpProbeResult } from './probe.js';

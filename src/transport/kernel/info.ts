@@ -247,3 +247,31 @@ export class KernelInfo {
     }
   }
 }
+
+/**
+ * Emits 'subflow' on `socket` for every kernel subflow that comes up, as the
+ * userspace transport does: Linux has no notification for it on a socket, so
+ * MPTCP_FULL_INFO is polled (every `intervalMs`, unref'd) while the socket
+ * is open.
+ */
+export function watchKernelSubflows(socket: net.Socket, info: KernelInfo, intervalMs = 250): void {
+  const seen = new Set<number>();
+  const check = () => {
+    if (socket.destroyed || info.mode !== 'kernel') return stop();
+    for (const s of info.subflows()) {
+      if (s.state === 'established' && !seen.has(s.id)) {
+        seen.add(s.id);
+        socket.emit('subflow', s);
+      }
+    }
+  };
+  const timer = setInterval(check, intervalMs);
+  timer.unref();
+  const stop = () => clearInterval(timer);
+  socket.once('close', stop);
+  // After the handshake, on the next turn: code that runs on 'secureConnect'
+  // (and attaches its 'subflow' listener there) sees the first subflow too.
+  socket.once('secureConnect', () => setImmediate(check));
+  socket.once('secure', () => setImmediate(check));
+  setImmediate(check);
+}
