@@ -103,6 +103,10 @@ export interface SubflowInfo {
   queued: number;
 }
 
+// Set by Connection's static block (it alone can read the #private keys); see keysForTesting.
+// eslint-disable-next-line prefer-const
+var readKeys: (c: Connection) => { localKey?: Uint8Array; remoteKey?: Uint8Array };
+
 export type JoinResult = { ok: true; subflow: number } | { ok: false; reply: Segment; reason: string };
 
 export class Connection {
@@ -1509,6 +1513,19 @@ export class Connection {
     const b = this.host.random(4);
     return ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) >>> 0;
   }
+
+  static {
+    readKeys = (c) => ({ localKey: c.#localKey?.slice(), remoteKey: c.#remoteKey?.slice() });
+  }
+}
+
+/**
+ * The one sanctioned way for tests and the fuzzer's key-leak scan to see a
+ * connection's keys (copies). Not exported from the package root; nothing in
+ * src/ calls it.
+ */
+export function keysForTesting(conn: Connection): { localKey?: Uint8Array; remoteKey?: Uint8Array } {
+  return readKeys(conn);
 }
 
 function sameMap(m: { start: number; ssn: number; len: number }, start: number, ssn: number | undefined, len: number): boolean {
