@@ -115,10 +115,47 @@ export interface Instrumented {
   reasons(): { key: string; at: number; reason: string; closed: boolean }[];
   liveDrivers(): number;
 }
-export function instrumentServer(server: net.Server & { mptcp: unknown }): Instrumented;
+export interface KeyStats {
+  /** server connections (drivers) seen */
+  connections: number;
+  /** connections whose local and remote key were both read */
+  withBothKeys: number;
+  /** external-mode connections whose TLS session came up (each holds two keys) */
+  externalSecure: number;
+  /** of those, how many gave fewer than two keys (must be 0) */
+  externalMissing: number;
+  /** rfc8684-mode connections with both keys */
+  rfc8684WithKeys: number;
+  /** keysOf threw */
+  readErrors: number;
+  /** distinct keys collected */
+  keys: number;
+}
+/** `keysForTesting` of src/core/connection.ts or dist/core/connection.js. */
+export type KeysOf = (conn: never) => { localKey?: Uint8Array; remoteKey?: Uint8Array };
+export function instrumentServer(server: net.Server & { mptcp: unknown }, o: { keysOf: KeysOf }): Instrumented & { keyStats(): KeyStats };
 export function reasonClass(msg: unknown): string;
 
 export function scanForKeys(strings: string[], keys: Uint8Array[]): { keys: number; strings: number; hits: { key: string; line: string }[] };
+
+export const PLANT_MARK: string;
+export function plantLine(key: Uint8Array, form?: number): string;
+export interface KeyAudit {
+  keys: { server: number; client: number; total: number };
+  strings: number;
+  hits: { key: string; line: string }[];
+  planted: { side: 'server' | 'client'; carriers: number; found: boolean }[];
+  failures: string[];
+}
+export function auditKeys(o: {
+  strings: string[];
+  server: Uint8Array[];
+  client: Uint8Array[];
+  plants?: { side: 'server' | 'client'; line: string }[];
+  minServerKeys?: number;
+  minClientKeys?: number;
+  serverMustHave?: Uint8Array[];
+}): KeyAudit;
 
 export interface SessionSummary {
   sessions: number;

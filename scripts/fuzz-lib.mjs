@@ -393,7 +393,7 @@ export function fuzzDecoder(lib, rng, n, probe) {
 // ───────────────────────────── frames on the wire ──────────────────────────
 
 export const MAGIC = Uint8Array.of(0xa7, 0x4d, 0x50, 0x54);
-export const preamble = (role = 1) => Uint8Array.of(0xa7, 0x4d, 0x50, 0x54, 1, role, 0, 0);
+export const preamble = (role = 1) => Uint8Array.of(0xa7, 0x4d, 0x50, 0x54, 2, role, 0, 0); // wire version 2 (frame.ts VERSION)
 
 /**
  * One frame, written by hand (independently of the encoder). `optLen` /
@@ -1014,9 +1014,16 @@ export function reasonClass(msg) {
  * Hooks an mptls server (`createServer()` result, from src or dist) so that
  * every raw TCP connection it accepts gets a record and, when it closes, one
  * reason. Also gathers every string the server produced (reasons, errors)
- * and the keys its connections held, for the key-material scan.
+ * and both keys of every connection it made, for the key-material scan.
+ *
+ * `keysOf` is `keysForTesting` from the same build as the server
+ * (src/core/connection.ts or dist/core/connection.js): the keys are #private,
+ * so nothing else can read them. Keys are read when the connection is
+ * established, when its keys are installed, when its TLS session is up and
+ * when it closes; `keyStats()` says how many connections gave how many keys.
  */
-export function instrumentServer(server) {
+export function instrumentServer(server, { keysOf } = {}) {
+  if (typeof keysOf !== 'function') throw new TypeError('instrumentServer(server, { keysOf }): pass keysForTesting from the build the server runs');
   const acceptor = server.mptcp.acceptor;
   const stats = acceptor.stats;
   const events = acceptor.events; // private in TypeScript, reachable at run time
@@ -1034,9 +1041,32 @@ export function instrumentServer(server) {
   const note = (rec, ev) => {
     if (rec && !rec.events.includes(ev)) rec.events.push(ev);
   };
+  const keySeen = new Set();
+  /** Per connection (driver): the hex of its local and remote key once seen, its mode, whether TLS came up. */
+  const connKeys = new Map();
+  const keyStats = { connections: 0, externalSecure: 0, readErrors: 0 };
   const collectKeys = (driver) => {
-    const conn = driver.conn;
-    for (const k of [conn.localKey, conn.remoteKey]) if (k instanceof Uint8Array) keys.push(Uint8Array.from(k));
+    let rec = connKeys.get(driver);
+    if (!rec) connKeys.set(driver, (rec = { mode: driver.conn.mode, local: undefined, remote: undefined, secure: false }));
+    let got;
+    try {
+      got = keysOf(driver.conn);
+    } catch (e) {
+      keyStats.readErrors++;
+      strings.push(String(e?.message ?? e));
+      return rec;
+    }
+    for (const side of ['local', 'remote']) {
+      const k = got?.[`${side}Key`];
+      if (!(k instanceof Uint8Array) || k.length === 0 || k.every((b) => b === 0)) continue;
+      const h = hex(k);
+      rec[side] ??= h;
+      if (!keySeen.has(h)) {
+        keySeen.add(h);
+        keys.push(Uint8Array.from(k));
+      }
+    }
+    return rec;
   };
 
   const handle = acceptor.handle.bind(acceptor);
@@ -1078,6 +1108,10 @@ export function instrumentServer(server) {
   const connection = events.connection;
   events.connection = (driver) => {
     drivers.add(driver);
+    keyStats.connections++;
+    collectKeys(driver);
+    driver.on('established', () => collectKeys(driver));
+    driver.on('keys-installed', () => collectKeys(driver));
     const first = driver.firstSocket();
     const rec = first && recFor(first);
     note(rec, 'connection');
@@ -1115,6 +1149,13 @@ export function instrumentServer(server) {
   server.on('tlsClientError', onTlsError);
   server.on('secureConnection', (s) => {
     s.on('error', (e) => strings.push(e.message));
+    const sd = s.mptcp?.driver;
+    if (sd) {
+      // TLS is up: an external-mode connection has installed both keys by now.
+      const rec = collectKeys(sd);
+      if (!rec.secure && rec.mode === 'external') keyStats.externalSecure++;
+      rec.secure = true;
+    }
     s.once('close', () => {
       const d = s.mptcp?.driver;
       if (d) {
@@ -1157,6 +1198,22 @@ export function instrumentServer(server) {
     /** [{ key, at, reason }] for joining with the client's sessions. */
     reasons: () => records.map((r) => ({ key: r.key, at: r.at, reason: reasonOf(r), closed: r.closedAt !== undefined })),
     liveDrivers: () => drivers.size,
+    /**
+     * How many keys came from how many connections: `connections` seen,
+     * `withBothKeys`, `externalSecure` (external mode, TLS up: each must give
+     * two keys), `externalMissing` (those that did not), `keys` (distinct).
+     */
+    keyStats() {
+      let withBothKeys = 0;
+      let externalMissing = 0;
+      let rfc8684WithKeys = 0;
+      for (const r of connKeys.values()) {
+        if (r.local && r.remote) withBothKeys++;
+        if (r.mode === 'external' && r.secure && !(r.local && r.remote)) externalMissing++;
+        if (r.mode === 'rfc8684' && r.local && r.remote) rfc8684WithKeys++;
+      }
+      return { ...keyStats, withBothKeys, externalMissing, rfc8684WithKeys, keys: keys.length };
+    },
   };
 }
 
@@ -1189,6 +1246,74 @@ export function scanForKeys(strings, keys) {
     }
   }
   return { keys: seen.size, strings: strings.length, hits };
+}
+
+/** What a planted line starts with (see plantLine / auditKeys). */
+export const PLANT_MARK = 'mptls-fuzz self-check, a planted key:';
+
+/**
+ * A log line carrying `key` in one of its text forms (0 hex, 1 HEX, 2 base64,
+ * 3 base64url, 4 decimal, 5 byte list; hex when the form is too short to be
+ * searched). Planted into the scanned output, it proves the scan can fail.
+ */
+export function plantLine(key, form = 0) {
+  const forms = keyForms(key).slice(0, 6);
+  const f = forms[((form % forms.length) + forms.length) % forms.length];
+  return `${PLANT_MARK} ${f.length >= 8 ? f : forms[0]}`;
+}
+
+const distinctKeys = (ks) => {
+  const m = new Map();
+  for (const k of ks) {
+    if (!(k instanceof Uint8Array) || k.length === 0 || k.every((b) => b === 0)) continue;
+    m.set(hex(k), k);
+  }
+  return m;
+};
+
+/**
+ * The key-leak check, in a form that can fail. `server` / `client` are every
+ * key each side's connections held; `strings` everything that was said
+ * (planted lines included); `plants` the lines planted into them, each
+ * `{ side, line }`. Fails (in `failures`) when
+ *  - any string, planted lines cut out, contains any form of any key;
+ *  - no line was planted, a planted line is missing from `strings`, or the
+ *    scan does not find it with that side's keys alone;
+ *  - a side has fewer keys than `minServerKeys` / `minClientKeys`
+ *    (callers pass 2 × the external-mode connections that side established);
+ *  - a key in `serverMustHave` (e.g. the legitimate clients' keys, which the
+ *    server's connections hold too) was not among the server's keys.
+ */
+export function auditKeys({ strings, server, client, plants = [], minServerKeys = 1, minClientKeys = 1, serverMustHave = [] }) {
+  const s = distinctKeys(server);
+  const c = distinctKeys(client);
+  const all = new Map([...s, ...c]);
+  const failures = [];
+  const cleaned = plants.length ? strings.map((str) => plants.reduce((acc, p) => (acc.includes(p.line) ? acc.split(p.line).join('') : acc), str)) : strings;
+  const scan = scanForKeys(cleaned, [...all.values()]);
+  if (scan.hits.length) failures.push(`${scan.hits.length} strings contain key material`);
+  const planted = plants.map((p) => {
+    const side = p.side === 'server' ? s : c;
+    const carriers = strings.filter((str) => str.includes(p.line));
+    const bySide = carriers.length ? scanForKeys(carriers, [...side.values()]).hits.length : 0;
+    const byAll = carriers.length ? scanForKeys(carriers, [...all.values()]).hits.length : 0;
+    const found = carriers.length > 0 && bySide === carriers.length && byAll === carriers.length;
+    if (!found) failures.push(`self-check: the ${p.side} key planted as "${p.line.slice(0, 60)}…" was ${carriers.length ? 'not found by the scan' : 'not in the scanned output'}`);
+    return { side: p.side, carriers: carriers.length, found };
+  });
+  if (!plants.some((p) => p.side === 'server')) failures.push('self-check: no server key was planted (no server key to plant?)');
+  if (!plants.some((p) => p.side === 'client')) failures.push('self-check: no client key was planted (no client key to plant?)');
+  if (s.size < Math.max(1, minServerKeys)) failures.push(`implausible: ${s.size} server-side keys, expected at least ${Math.max(1, minServerKeys)}`);
+  if (c.size < Math.max(1, minClientKeys)) failures.push(`implausible: ${c.size} client-side keys, expected at least ${Math.max(1, minClientKeys)}`);
+  const missing = [...distinctKeys(serverMustHave).keys()].filter((h) => !s.has(h));
+  if (missing.length) failures.push(`${missing.length} keys of legitimate connections were not among the server's keys`);
+  return {
+    keys: { server: s.size, client: c.size, total: all.size },
+    strings: strings.length,
+    hits: scan.hits,
+    planted,
+    failures,
+  };
 }
 
 // ───────────────────────────── the session pool ────────────────────────────

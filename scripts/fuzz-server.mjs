@@ -4,13 +4,19 @@
  * reason, reporting over IPC. It records (and survives, to report them) any
  * 'uncaughtException' or unhandled rejection: the fuzz run fails on either.
  *
- * Messages in: { type: 'stats' } | { type: 'final' } | { type: 'exit' }.
+ * Messages in: { type: 'stats' } | { type: 'final', plantIndex?, plantForm? } | { type: 'exit' }.
  * Messages out: { type: 'ready', port } | { type: 'stats', … } | { type: 'final', … }.
+ *
+ * Keys: every server connection's keys are read with `keysForTesting` (the
+ * one sanctioned reader of the core's #private keys) and sent in 'final' with
+ * `keyStats`; before that the child logs one of them as a planted line (`plant`),
+ * which the parent's scan must find in this process's output.
  */
 import { readFileSync } from 'node:fs';
 import { format } from 'node:util';
 import { createServer } from '../dist/index.js';
-import { instrumentServer } from './fuzz-lib.mjs';
+import { keysForTesting } from '../dist/core/connection.js';
+import { instrumentServer, plantLine } from './fuzz-lib.mjs';
 
 const opts = JSON.parse(process.argv[2] ?? '{}');
 const uncaught = [];
@@ -42,7 +48,8 @@ const server = createServer(
     key: readFileSync(new URL('server.key', certs)),
     cert: readFileSync(new URL('server.pem', certs)),
     handshakeTimeout: opts.handshakeTimeoutMs ?? 2000,
-    mptcp: { preambleTimeoutMs: opts.preambleTimeoutMs ?? 1500, keyModes: ['external', 'rfc8684'] },
+    // the multipath handshake (MP_CAPABLE + TLS) has its own timeout; plain TLS keeps handshakeTimeout
+    mptcp: { preambleTimeoutMs: opts.preambleTimeoutMs ?? 1500, handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 2000, keyModes: ['external', 'rfc8684'] },
   },
   (s) => {
     // the legitimate clients: echo
@@ -51,7 +58,7 @@ const server = createServer(
     s.on('error', () => {});
   },
 );
-const inst = instrumentServer(server);
+const inst = instrumentServer(server, { keysOf: keysForTesting });
 
 const peaks = { rss: 0, handles: 0, pending: 0, connections: 0, endpointConnections: 0 };
 const handles = () => process.getActiveResourcesInfo().filter((r) => r !== 'Timeout').length;
@@ -89,7 +96,14 @@ process.on('message', (m) => {
     process.send(stats());
   } else if (m.type === 'final') {
     sample();
+    // The scan's self-check: log one of the server's own keys the way a leak
+    // would look; the parent must find it in this process's output.
+    const plantKey = inst.keys[(m.plantIndex ?? 0) % Math.max(1, inst.keys.length)];
+    const plant = plantKey ? plantLine(plantKey, m.plantForm ?? 0) : undefined;
+    if (plant) console.log(plant);
     process.send({
+      plant,
+      keyStats: inst.keyStats(),
       ...stats(),
       type: 'final',
       histogram: inst.histogram(),

@@ -17,7 +17,10 @@
  *     uncaught exception / unhandled rejection, and a legitimate client
  *     (two subflows, 127.0.0.1 + 127.0.0.2, 64 KiB echoed) must get through
  *     after every 1 000 sessions. Finally no log line or error message may
- *     contain key material.
+ *     contain key material: every key of every connection (the server's,
+ *     read in the child with keysForTesting, and the clients') is searched
+ *     for, the counts must be plausible (≥ 2 per external-mode connection
+ *     that came up) and a key planted on each side must be found.
  *
  * Options: --decoder N  --parser N  --sessions N  --concurrency N  --seed N
  *          --deadline MS  --json FILE (the whole report as JSON)
@@ -35,7 +38,8 @@ import {
   runSessions,
   summariseSessions,
   crossTab,
-  scanForKeys,
+  auditKeys,
+  plantLine,
   hex,
 } from './fuzz-lib.mjs';
 
@@ -139,7 +143,7 @@ async function startServer(opts) {
     child.once('message', resolve);
     child.once('exit', () => reject(new Error(`fuzz server exited at start: ${output.join('')}`)));
   });
-  const ask = (type) =>
+  const ask = (type, extra = {}) =>
     new Promise((resolve, reject) => {
       if (exit) return reject(new Error(`the server process is gone (${JSON.stringify(exit)})`));
       const onMsg = (m) => {
@@ -149,13 +153,19 @@ async function startServer(opts) {
         }
       };
       child.on('message', onMsg);
-      child.send({ type });
+      child.send({ ...extra, type });
     });
-  return { child, port: ready.port, baseline: ready.baseline, ask, output, exited: () => exit };
+  const gone = new Promise((resolve) => child.once('exit', resolve));
+  /** Resolves once the child exited (all its output read) or after `ms`. */
+  const waitExit = (ms) => (exit ? Promise.resolve() : Promise.race([gone, new Promise((r) => setTimeout(r, ms))]));
+  return { child, port: ready.port, baseline: ready.baseline, ask, output, waitExit, exited: () => exit };
 }
 
-/** A legitimate client: two subflows, 64 KiB echoed back intact. */
-async function legitimate(lib, port, ca, strings) {
+/**
+ * A legitimate client: two subflows, 64 KiB echoed back intact. Its
+ * connection's keys (read with keysForTesting) go into `keys`.
+ */
+async function legitimate(lib, keysOf, port, ca, strings, keys) {
   const t0 = performance.now();
   const payload = randomBytes(64 * 1024);
   try {
@@ -190,6 +200,9 @@ async function legitimate(lib, port, ca, strings) {
       s.on('end', () => {
         clearTimeout(timer);
         clearInterval(poll);
+        const conn = s.mptcp?.driver?.conn;
+        const k = conn ? keysOf(conn) : {};
+        for (const x of [k.localKey, k.remoteKey]) if (x) keys.push(x);
         const back = Buffer.concat(got);
         resolve({ ok: back.equals(payload), bytes: back.length, subflows: maxSubflows, mode: s.mptcp?.mode, fingerprints: s.mptcp?.keyFingerprints });
         s.destroy();
@@ -238,10 +251,12 @@ async function main() {
   // 3. the whole server
   console.log(`server: ${o.sessions} sessions, ${o.concurrency} at a time`);
   const lib = await import('../dist/index.js');
+  const { keysForTesting } = await import('../dist/core/connection.js');
+  const legitKeys = [];
   const ca = readFileSync(new URL('../certs-fixtures/ca.pem', import.meta.url));
   const srv = await startServer({ preambleTimeoutMs: 1500, handshakeTimeoutMs: 2000 });
   const clientStrings = [];
-  const warm = await legitimate(lib, srv.port, ca, clientStrings);
+  const warm = await legitimate(lib, keysForTesting, srv.port, ca, clientStrings, legitKeys);
   if (!warm.ok) fail(`the legitimate client failed before any fuzzing: ${warm.error ?? JSON.stringify(warm)}`);
   let addr = 0;
   const t3 = performance.now();
@@ -253,14 +268,14 @@ async function main() {
     target: { host: '127.0.0.1', port: srv.port, localAddress: () => `127.0.0.${3 + (addr++ % 60)}` },
     everyN: 1000,
     every: async (n) => {
-      const r = await legitimate(lib, srv.port, ca, clientStrings);
+      const r = await legitimate(lib, keysForTesting, srv.port, ca, clientStrings, legitKeys);
       const st = await srv.ask('stats').catch((e) => ({ error: e.message }));
       console.log(`  after ${n} sessions: legitimate client ${r.ok ? `ok (${r.subflows} subflows, ${r.ms} ms)` : `FAILED: ${r.error ?? JSON.stringify(r)}`}; server rss ${Math.round((st.rss ?? 0) / 2 ** 20)} MiB, pending ${st.pending}, connections ${st.endpointConnections}, handles ${st.handles}`);
       return { after: n, ...r };
     },
   });
   const sessionsMs = performance.now() - t3;
-  const endLegit = await legitimate(lib, srv.port, ca, clientStrings);
+  const endLegit = await legitimate(lib, keysForTesting, srv.port, ca, clientStrings, legitKeys);
   run.everyResults.push({ after: o.sessions, ...endLegit });
   // let every timer run out, then the server must be back to idle
   const tIdle = performance.now();
@@ -269,8 +284,9 @@ async function main() {
     await new Promise((r) => setTimeout(r, 250));
     st = await srv.ask('stats');
   }
-  const fin = await srv.ask('final');
+  const fin = await srv.ask('final', { plantIndex: o.seed, plantForm: o.seed });
   srv.child.send({ type: 'exit' });
+  await srv.waitExit(5000); // so every line the child wrote (the planted one too) has been read
 
   const summary = summariseSessions(run.sessions);
   const cross = crossTab(run.sessions, fin.reasons);
@@ -314,14 +330,43 @@ async function main() {
   if (fin.endpointConnections !== 0 || fin.pending !== 0 || fin.pendingJoins !== 0) fail(`the server did not return to idle: ${JSON.stringify(report.server.after)}`);
   if (fin.peaks.pending > 1024) fail(`pending subflows reached ${fin.peaks.pending} (> 1024)`);
 
-  // 4. key material
-  const sessionKeys = run.sessions.flatMap((s) => s.keys.map((k) => hex(k)));
-  const allKeys = [...new Set([...fin.keys, ...sessionKeys])].map((h) => Uint8Array.from(Buffer.from(h, 'hex')));
+  // 4. key material: every key of every connection, both sides, and a scan shown able to fail
+  const rawKeys = run.sessions.flatMap((sess) => sess.keys);
+  const serverKeys = fin.keys.map((h) => Uint8Array.from(Buffer.from(h, 'hex')));
+  const clientKeys = [...legitKeys, ...rawKeys];
+  const legitOk = [warm, ...run.everyResults].filter((r) => r.ok).length;
+  const plants = [];
+  if (fin.plant) plants.push({ side: 'server', line: fin.plant });
+  if (legitKeys.length) {
+    const line = plantLine(legitKeys[o.seed % legitKeys.length], o.seed + 3);
+    clientStrings.push(`legitimate client: ${line}`);
+    plants.push({ side: 'client', line });
+  }
   const childOutput = srv.output.join('');
   const strings = [...fin.strings, ...clientStrings, childOutput, JSON.stringify(report)];
-  const scan = scanForKeys(strings, allKeys);
-  report.keyScan = { keys: scan.keys, strings: scan.strings, hits: scan.hits.length, examples: scan.hits.slice(0, 3).map((h) => ({ key: sha(h.key), line: h.line })) };
-  if (scan.hits.length) fail(`${scan.hits.length} log lines / messages contain key material`);
+  const ks = fin.keyStats;
+  const audit = auditKeys({
+    strings,
+    server: serverKeys,
+    client: clientKeys,
+    plants,
+    // each external-mode connection whose TLS came up holds two keys; every legitimate client was one
+    minServerKeys: 2 * Math.max(ks.externalSecure, legitOk),
+    minClientKeys: 2 * legitOk,
+    serverMustHave: legitKeys,
+  });
+  report.keyScan = {
+    keys: audit.keys.total,
+    server: { keys: audit.keys.server, ...ks },
+    client: { keys: audit.keys.client, legitimateConnections: legitOk, legitimateKeys: new Set(legitKeys.map(hex)).size, rawSessionKeys: new Set(rawKeys.map(hex)).size },
+    strings: audit.strings,
+    hits: audit.hits.length,
+    planted: audit.planted,
+    examples: audit.hits.slice(0, 3).map((h) => ({ key: sha(h.key), line: h.line })),
+  };
+  if (ks.externalMissing) fail(`${ks.externalMissing} external-mode server connections gave fewer than two keys`);
+  if (ks.readErrors) fail(`keysForTesting threw ${ks.readErrors} times in the server`);
+  for (const f of audit.failures) fail(`key scan: ${f}`);
 
   report.totalMs = Math.round(performance.now() - T0);
   report.ok = report.failures.length === 0;
@@ -351,7 +396,11 @@ function print(r) {
   lines.push(`  after: ${JSON.stringify(s.after)} (idle ${s.idleAfterMs} ms after the last session)`);
   lines.push(`  uncaught ${s.uncaught.length}, unhandled rejections ${s.unhandled.length}`);
   for (const k of r.knownIssues ?? []) lines.push(`KNOWN ISSUE (not counted as a failure): ${k.connections} connections still open at the deadline: ${k.issue}`);
-  lines.push(`key material: ${r.keyScan.keys} keys searched in ${r.keyScan.strings} strings: ${r.keyScan.hits} hits`);
+  const k = r.keyScan;
+  lines.push(`key material: ${k.keys} distinct keys searched in ${k.strings} strings: ${k.hits} hits`);
+  lines.push(`  server side: ${k.server.keys} keys from ${k.server.connections} connections (${k.server.withBothKeys} with both keys; ${k.server.externalSecure} external-mode with TLS up, ${k.server.externalMissing} of them missing a key; ${k.server.rfc8684WithKeys} rfc8684)`);
+  lines.push(`  client side: ${k.client.keys} keys (${k.client.legitimateKeys} from ${k.client.legitimateConnections} legitimate connections, ${k.client.rawSessionKeys} from rfc8684 raw sessions)`);
+  lines.push(`  self-check: ${k.planted.map((p) => `planted ${p.side} key ${p.found ? 'found' : 'NOT FOUND'} (${p.carriers} strings)`).join(', ') || 'nothing planted'}`);
   lines.push(r.ok ? 'OK' : `FAILED (${r.failures.length}):\n  ${r.failures.join('\n  ')}`);
   console.log(lines.join('\n'));
 }

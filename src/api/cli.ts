@@ -1,6 +1,6 @@
 /**
- * The `mptls` command line: `serve` (HTTPS over multipath, static files or a
- * status page), `get` (a small curl), `info` (what this host supports),
+ * The `mptls` command line: `serve` (HTTPS over multipath, static files, or
+ * with --status a status page), `get` (a small curl), `info` (what this host supports),
  * `haproxy-config` (an haproxy.cfg routing joins by the token's server id).
  *
  * `main(argv, io?)` returns the exit code instead of exiting, so tests run it
@@ -52,7 +52,7 @@ interface Out {
 const USAGE = `Usage: mptls <command> [options]
 
 Commands:
-  serve   HTTPS over TLS-bound multipath TCP: a directory, or a status page
+  serve   HTTPS over TLS-bound multipath TCP: a directory, or (--status) a status page
   get     fetch an https:// URL over multipath (a small curl)
   info    what this host supports (kernel MPTCP, sysctls, koffi, transports)
   haproxy-config
@@ -66,7 +66,7 @@ Options:
 Exit codes: 0 ok, 1 error, 2 usage, 22 HTTP status >= 400.`;
 
 const HELP: Record<string, string> = {
-  serve: `Usage: mptls serve --cert FILE --key FILE [--port N] [--host H] [--announce ADDR]... [--dir DIR]
+  serve: `Usage: mptls serve --cert FILE --key FILE [--port N] [--host H] [--announce ADDR]... [--dir DIR | --status]
 
 Serves HTTPS on one port to multipath clients (mptls, userspace transport) and
 plain TLS clients alike.
@@ -78,12 +78,16 @@ plain TLS clients alike.
   --announce ADDR   extra address to announce to clients (ADD_ADDR, sent only
                     after both ends confirmed the TLS-derived keys); repeatable
   --dir DIR         serve the files under DIR (GET/HEAD; no escape out of DIR)
-                    instead of the status page
+  --status          serve a status page: "/" in HTML, "/status.json" as JSON
+                    (the requesting connection's mode, tokens, key
+                    fingerprints and subflows, and the server-wide counters
+                    and open-connection count, shown to ANY client: use it on
+                    a test server, not a public one); not with --dir
   -q, --quiet       no access log on stderr
   -h, --help        this help
 
-Without --dir, "/" is an HTML status page (the requesting connection's mode
-and subflows, the server's counters) and "/status.json" the same as JSON.
+Without --dir or --status, "/" is a minimal page that says nothing about any
+connection or the server's counters, and every other path is 404.
 Prints "listening on https://HOST:PORT/" on stdout; stops on SIGINT/SIGTERM.`,
   get: `Usage: mptls get URL [--local ADDR]... [-o FILE] [-k] [--cacert FILE] [--pin PIN] [--no-fallback]
 
@@ -492,6 +496,13 @@ ${facts.subflows.length ? `<table><tr><th>id</th><th>client</th><th>server</th><
 `;
 }
 
+/** "/" of `mptls serve` without --dir or --status: the same bytes for every client. */
+const MINIMAL_PAGE = `<!doctype html>
+<meta charset="utf-8"><title>mptls</title>
+<h1>mptls</h1>
+<p>HTTPS over TLS-bound multipath TCP, and plain TLS, on this port.</p>
+`;
+
 async function serveCommand(args: string[], o: Out, signal: AbortSignal | undefined): Promise<number> {
   const { values } = parse(args, {
     cert: { type: 'string' },
@@ -500,9 +511,12 @@ async function serveCommand(args: string[], o: Out, signal: AbortSignal | undefi
     host: { type: 'string' },
     announce: { type: 'string', multiple: true },
     dir: { type: 'string' },
+    status: { type: 'boolean' },
     quiet: { type: 'boolean', short: 'q' },
   });
   if (!values.cert || !values.key) throw new UsageError('--cert and --key are required');
+  if (values.status && values.dir !== undefined) throw new UsageError('--status and --dir exclude each other');
+  const statusPage = values.status ?? false;
   const port = values.port === undefined ? 8443 : Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`bad --port ${values.port}`);
   const host = values.host ?? '127.0.0.1';
@@ -551,6 +565,12 @@ async function serveCommand(args: string[], o: Out, signal: AbortSignal | undefi
       return;
     }
     const p = (req.url ?? '/').split(/[?#]/, 1)[0];
+    if (!statusPage) {
+      // No --status: nothing about this connection, the others or the server's counters.
+      if (p === '/') sendBody(res, 200, 'text/html; charset=utf-8', MINIMAL_PAGE, head);
+      else sendText(res, 404, 'Not Found', head);
+      return;
+    }
     if (p === '/' || p === '/status.json') {
       const facts = connectionFacts(socket);
       const counters = nonZero(server.mptcp.counters());
@@ -579,7 +599,7 @@ async function serveCommand(args: string[], o: Out, signal: AbortSignal | undefi
   server.on('error', (e) => o.err(`mptls serve: ${describeError(e)}`));
   const addr = server.address() as net.AddressInfo;
   o.out(`listening on https://${hostPort(addr.address, addr.port)}/`);
-  o.out(`  ${root !== undefined ? `serving ${root}` : 'status page at /'}; multipath (userspace) and plain TLS on the same port${announce.length ? `; announcing ${announce.join(', ')}` : ''}`);
+  o.out(`  ${root !== undefined ? `serving ${root}` : statusPage ? 'status page at / and /status.json (server-wide counters, shown to any client)' : 'minimal page at / (no status page: --status)'}; multipath (userspace) and plain TLS on the same port${announce.length ? `; announcing ${announce.join(', ')}` : ''}`);
 
   let ownSignal: AbortController | undefined;
   if (!signal) {

@@ -85,6 +85,9 @@ describe('mptls usage', () => {
       expect(h.code).toBe(EXIT_OK);
       expect(h.stdout).toContain(`Usage: mptls ${cmd}`);
     }
+    const serve = (await run(['serve', '--help'])).stdout;
+    expect(serve).toContain('--status');
+    expect(serve).toMatch(/shown to ANY client/);
   });
 
   it('an unknown command prints the usage on stderr and returns 2', async () => {
@@ -102,6 +105,9 @@ describe('mptls usage', () => {
     expect((await run(['get', 'https://127.0.0.1/', '--local', 'nope'])).code).toBe(EXIT_USAGE);
     expect((await run(['get', 'https://127.0.0.1/', '--bogus'])).code).toBe(EXIT_USAGE);
     expect((await run(['serve', '--port', '0'])).code).toBe(EXIT_USAGE);
+    const both = await run(['serve', '--cert', path.join(FIXTURES, 'server.pem'), '--key', path.join(FIXTURES, 'server.key'), '--status', '--dir', '.']);
+    expect(both.code).toBe(EXIT_USAGE);
+    expect(both.stderr).toContain('--status and --dir exclude each other');
     expect((await run(['info', '--bogus'])).code).toBe(EXIT_USAGE);
   });
 });
@@ -220,6 +226,41 @@ describe('mptls serve --dir + mptls get', () => {
     const r = await run(['get', `https://127.0.0.1:${port}/`, '--cacert', CA]);
     expect(r.code).toBe(EXIT_ERROR);
     expect(r.stderr).toContain('ECONNREFUSED');
+  });
+});
+
+describe('mptls serve --status', () => {
+  const stop = new AbortController();
+  let served: Promise<number>;
+  let base: string;
+  const stdout = sink();
+
+  beforeAll(async () => {
+    served = main(['serve', '--cert', path.join(FIXTURES, 'server.pem'), '--key', path.join(FIXTURES, 'server.key'), '--port', '0', '--status', '-q'], { stdout, stderr: sink(), signal: stop.signal });
+    const deadline = Date.now() + 10_000;
+    let m: RegExpMatchArray | null = null;
+    while (!(m = stdout.text().match(/listening on (https:\/\/127\.0\.0\.1:\d+\/)/)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    if (!m) throw new Error(`serve did not start: ${stdout.text()}`);
+    base = m[1];
+  });
+  afterAll(async () => {
+    stop.abort();
+    if (served) expect(await served).toBe(EXIT_OK);
+  });
+
+  it('"/" and "/status.json" show the connection, the server counters and the connection count', async () => {
+    expect(stdout.text()).toContain('status page at / and /status.json');
+    const html = await run(['get', base, '--cacert', CA, '--no-fallback']);
+    expect(html.code).toBe(EXIT_OK);
+    expect(html.stdout).toContain('<h2>Server</h2>');
+    expect(html.stdout).toContain('multipath connections open');
+    expect(html.stdout).toContain('MPCapableSYNRX');
+    const json = await run(['get', `${base}status.json`, '--cacert', CA, '--no-fallback']);
+    expect(json.code).toBe(EXIT_OK);
+    const st = JSON.parse(json.stdout);
+    expect(st.connection.mode).toBe('userspace');
+    expect(typeof st.server.connections).toBe('number');
+    expect(st.server.counters.MPCapableSYNRX).toBeGreaterThanOrEqual(2);
   });
 });
 

@@ -4,7 +4,9 @@
  * own error type, and a real server on loopback, fed 500 raw sessions of bad
  * input (scripts/fuzz-lib.mjs lists the kinds), closes every one of them
  * with a reason, never throws, keeps accepting legitimate clients, and never
- * puts key material into a message.
+ * puts key material into a message. The key scan reads every connection's
+ * keys on both sides with keysForTesting, must find a key planted into the
+ * output on each side, and fails when a side's key count is implausible.
  */
 import { describe, it, expect, afterEach } from 'vitest';
 import net from 'node:net';
@@ -20,11 +22,14 @@ import {
   summariseSessions,
   crossTab,
   scanForKeys,
+  auditKeys,
+  plantLine,
   hex,
   kindInfo,
   SESSION_KINDS,
   type FuzzLib,
 } from '../../scripts/fuzz-lib.mjs';
+import { keysForTesting, type Connection } from '../../src/core/connection.js';
 import { fixtures, listen, close } from '../transport/helpers.js';
 
 const lib: FuzzLib = mptls;
@@ -40,7 +45,8 @@ function fuzzServer(opts: { preambleTimeoutMs: number; handshakeTimeout: number 
       key: fixtures.key,
       cert: fixtures.cert,
       handshakeTimeout: opts.handshakeTimeout,
-      mptcp: { preambleTimeoutMs: opts.preambleTimeoutMs, keyModes: ['external', 'rfc8684'] },
+      // multipath connections: mptcp.handshakeTimeoutMs (MP_CAPABLE + TLS); plain TLS: handshakeTimeout
+      mptcp: { preambleTimeoutMs: opts.preambleTimeoutMs, handshakeTimeoutMs: opts.handshakeTimeout, keyModes: ['external', 'rfc8684'] },
     },
     (s) => {
       s.on('data', (d: Buffer) => s.write(d));
@@ -51,8 +57,8 @@ function fuzzServer(opts: { preambleTimeoutMs: number; handshakeTimeout: number 
   return server;
 }
 
-/** A legitimate client: two subflows, 64 KiB echoed back intact. */
-async function legitimate(port: number, strings: string[]): Promise<{ ok: boolean; subflows: number; error?: string }> {
+/** A legitimate client: two subflows, 64 KiB echoed back intact; its connection's keys go into `keys`. */
+async function legitimate(port: number, strings: string[], keys: Uint8Array[] = []): Promise<{ ok: boolean; subflows: number; error?: string }> {
   const payload = randomBytes(64 * 1024);
   try {
     return await new Promise((resolve, reject) => {
@@ -80,6 +86,9 @@ async function legitimate(port: number, strings: string[]): Promise<{ ok: boolea
       s.on('end', () => {
         clearTimeout(timer);
         clearInterval(poll);
+        const conn = (s.mptcp as { driver?: { conn: Connection } } | undefined)?.driver?.conn;
+        const k = conn ? keysForTesting(conn) : {};
+        for (const x of [k.localKey, k.remoteKey]) if (x) keys.push(x);
         s.destroy();
         resolve({ ok: Buffer.concat(got).equals(payload), subflows });
       });
@@ -131,10 +140,11 @@ describe('fuzzing, small run (the full one: npm run fuzz)', () => {
     }
 
     const server = fuzzServer({ preambleTimeoutMs: 1000, handshakeTimeout: 1500 });
-    const inst = instrumentServer(server);
+    const inst = instrumentServer(server, { keysOf: keysForTesting });
     const port = await listen(server);
     cleanup.push(() => close(server));
     const clientStrings: string[] = [];
+    const legitKeys: Uint8Array[] = [];
     let addr = 0;
     const known = Object.keys(SESSION_KINDS).filter((k) => kindInfo(k).known);
     const run = await runSessions(lib, {
@@ -144,10 +154,10 @@ describe('fuzzing, small run (the full one: npm run fuzz)', () => {
       deadlineMs: 8000,
       target: { host: '127.0.0.1', port, localAddress: () => `127.0.0.${3 + (addr++ % 30)}` },
       everyN: 250,
-      every: () => legitimate(port, clientStrings),
+      every: () => legitimate(port, clientStrings, legitKeys),
       exclude: known, // none left: the stalled plain-TLS kind is fixed and runs like the others
     });
-    run.everyResults.push(await legitimate(port, clientStrings));
+    run.everyResults.push(await legitimate(port, clientStrings, legitKeys));
 
     // every timer runs out, then the server is idle again
     const t0 = Date.now();
@@ -182,13 +192,99 @@ describe('fuzzing, small run (the full one: npm run fuzz)', () => {
     expect(server.mptcp.acceptor.stats.badFirstFrame).toBeGreaterThan(0);
     expect(server.mptcp.acceptor.stats.preambleTimeouts).toBeGreaterThan(0);
 
-    // no key material in anything the server or the clients said
-    const keys = [...inst.keys, ...run.sessions.flatMap((s) => s.keys)];
-    expect(keys.length).toBeGreaterThan(4); // the legitimate clients' TLS keys and the rfc8684 sessions' keys
-    expect(scanForKeys([`a line with ${hex(keys[0])} in it`], keys).hits.length).toBe(1); // the scan does find a key
-    const scan = scanForKeys([...inst.strings, ...clientStrings, ...logged, JSON.stringify(hist)], keys);
-    expect(scan.hits.map((h) => ({ ...h, key: hex(Uint8Array.from(Buffer.from(h.key, 'hex'))).slice(0, 4) }))).toEqual([]);
+    // no key material in anything the server or the clients said: every key of
+    // every connection, both sides, counted, and a planted key on each side found
+    const ks = inst.keyStats();
+    expect(ks.externalSecure).toBeGreaterThanOrEqual(3); // the legitimate clients
+    expect(ks.externalMissing).toBe(0);
+    expect(ks.rfc8684WithKeys).toBeGreaterThan(0);
+    console.info(plantLine(inst.keys[0], SEED));
+    clientStrings.push(plantLine(legitKeys[0], SEED + 3));
+    const audit = auditKeys({
+      strings: [...inst.strings, ...clientStrings, ...logged, JSON.stringify(hist)],
+      server: inst.keys,
+      client: [...legitKeys, ...run.sessions.flatMap((s) => s.keys)],
+      plants: [
+        { side: 'server', line: plantLine(inst.keys[0], SEED) },
+        { side: 'client', line: plantLine(legitKeys[0], SEED + 3) },
+      ],
+      minServerKeys: 2 * ks.externalSecure,
+      minClientKeys: 2 * 3,
+      serverMustHave: legitKeys,
+    });
+    expect(audit.planted.map((p) => p.found)).toEqual([true, true]);
+    expect(audit.hits.map((h) => ({ ...h, key: h.key.slice(0, 4) }))).toEqual([]);
+    expect(audit.failures).toEqual([]);
+    expect(audit.keys.server).toBeGreaterThanOrEqual(2 * ks.withBothKeys);
   }, 40_000);
+
+  // Was a defect: the scan read conn.localKey / conn.remoteKey, which became
+  // #private, so it searched for no server key at all and passed on the
+  // clients' keys alone. Now the server's keys come from keysForTesting, the
+  // counts are checked and a planted key proves the scan can fail.
+  it("the key scan sees every server connection's keys and is shown able to fail", async () => {
+    const server = fuzzServer({ preambleTimeoutMs: 1000, handshakeTimeout: 1500 });
+    const inst = instrumentServer(server, { keysOf: keysForTesting });
+    const port = await listen(server);
+    cleanup.push(() => close(server));
+    const clientStrings: string[] = [];
+    const legitKeys: Uint8Array[] = [];
+    const rfc = 'rfc8684 handshake, valid join, then attacks';
+    const run = await runSessions(lib, {
+      sessions: 12,
+      concurrency: 6,
+      seed: SEED,
+      deadlineMs: 6000,
+      target: { host: '127.0.0.1', port },
+      exclude: Object.keys(SESSION_KINDS).filter((k) => k !== rfc),
+    });
+    for (let i = 0; i < 2; i++) expect((await legitimate(port, clientStrings, legitKeys)).ok).toBe(true);
+    const t0 = Date.now();
+    while ((inst.open() > 0 || server.mptcp.endpoint.connectionCount > 0) && Date.now() - t0 < 8000) await new Promise((r) => setTimeout(r, 50));
+
+    // both keys of each legitimate connection, as its server connection held them
+    expect(new Set(legitKeys.map(hex)).size).toBe(4);
+    const serverHex = new Set(inst.keys.map(hex));
+    expect(legitKeys.filter((k) => !serverHex.has(hex(k)))).toEqual([]);
+    const ks = inst.keyStats();
+    expect(ks.externalSecure).toBe(2);
+    expect(ks.externalMissing).toBe(0);
+    expect(ks.readErrors).toBe(0);
+    expect(ks.rfc8684WithKeys).toBeGreaterThan(0);
+    // the rfc8684 sessions' keys (which the raw clients know) are the server's too
+    const raw = run.sessions.flatMap((x) => x.keys);
+    expect(raw.length).toBeGreaterThan(0);
+    for (const k of raw) expect(serverHex.has(hex(k))).toBe(true);
+    expect(ks.keys).toBe(inst.keys.length);
+    expect(inst.keys.length).toBeGreaterThanOrEqual(2 * ks.withBothKeys);
+
+    const serverLine = plantLine(inst.keys[inst.keys.length - 1], 2); // base64
+    const clientLine = plantLine(legitKeys[1], 4); // decimal
+    const strings = [...inst.strings, `server log: ${serverLine}`, ...clientStrings, `client log: ${clientLine}`];
+    const plants = [
+      { side: 'server' as const, line: serverLine },
+      { side: 'client' as const, line: clientLine },
+    ];
+    const base = { server: inst.keys, client: [...legitKeys, ...raw], minServerKeys: 2 * ks.externalSecure, minClientKeys: 4, serverMustHave: legitKeys };
+    const ok = auditKeys({ strings, plants, ...base });
+    expect(ok.failures).toEqual([]);
+    expect(ok.planted).toEqual([
+      { side: 'server', carriers: 1, found: true },
+      { side: 'client', carriers: 1, found: true },
+    ]);
+    expect(ok.keys.server).toBe(inst.keys.length);
+
+    // …and it fails: on a real leak, on no server keys, with nothing planted, on a plant that never reached the output
+    const leak = auditKeys({ strings: [...strings, `oops ${Buffer.from(inst.keys[0]).toString('hex').toUpperCase()}`], plants, ...base });
+    expect(leak.hits.length).toBe(1);
+    expect(leak.failures).toEqual(['1 strings contain key material']);
+    const blind = auditKeys({ strings, plants, ...base, server: [] });
+    expect(blind.failures.some((f) => f.startsWith('implausible: 0 server-side keys'))).toBe(true);
+    expect(blind.failures.some((f) => f.includes('server key planted') && f.includes('not found'))).toBe(true);
+    expect(auditKeys({ strings, ...base }).failures.filter((f) => f.startsWith('self-check'))).toHaveLength(2);
+    expect(auditKeys({ strings: inst.strings, plants, ...base }).planted.map((p) => p.found)).toEqual([false, false]);
+    expect(auditKeys({ strings, plants, ...base, minServerKeys: inst.keys.length + 1 }).failures[0]).toMatch(/^implausible/);
+  }, 30_000);
 
   // Was a known issue: node:tls only emits 'tlsClientError' on
   // handshakeTimeout and leaves the socket open; src/api/server.ts now
@@ -196,7 +292,7 @@ describe('fuzzing, small run (the full one: npm run fuzz)', () => {
   // holds a file descriptor for ever.
   it('a plain TLS client that stalls mid-ClientHello is closed after handshakeTimeout', async () => {
     const server = fuzzServer({ preambleTimeoutMs: 1000, handshakeTimeout: 300 });
-    const inst = instrumentServer(server);
+    const inst = instrumentServer(server, { keysOf: keysForTesting });
     const port = await listen(server);
     cleanup.push(() => close(server, 100));
     const sock = net.connect({ host: '127.0.0.1', port });
