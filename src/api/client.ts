@@ -10,10 +10,10 @@ import type { SchedulerName } from '../core/scheduler.js';
 import type { ConnectionLimits, KeyMode } from '../core/types.js';
 import { MultipathDriver, now } from '../transport/userspace/driver.js';
 import { MultipathStream } from '../transport/userspace/stream.js';
-import { exportMptcpKeys } from '../tls/keys.js';
+import { exportMptcpKeys, keyFingerprints } from '../tls/keys.js';
+import { MptlsTlsError, refuseRenegotiation, weakBindingReason } from '../tls/binding.js';
 import { createTcpProbe, type TcpProbe } from '../transport/kernel/probe.js';
 // --- kernel bridge (mptcp.transport 'kernel') ---
-import { keyFingerprint } from '../tls/keys.js';
 import { connectKernel, KernelInfo, KERNEL_EXPORTER_TOKENS, watchKernelSubflows } from '../transport/kernel/index.js';
 import { NoMultipathError } from '../transport/userspace/stream.js';
 // --- end kernel bridge ---
@@ -32,6 +32,24 @@ export interface MptcpClientOptions {
   keyMode?: KeyMode;
   maxSubflows?: number;
   limits?: Partial<ConnectionLimits>;
+  /**
+   * Which server-announced addresses (ADD_ADDR) to join. 'default': the
+   * server's address family, unicast only, loopback only from a server on
+   * loopback (link-local likewise), the server's port unless
+   * `allowAnnouncedPorts`. 'any': every authenticated announcement (RFC 8684,
+   * Linux). A function `(announced, server) => boolean` decides itself.
+   * Refused announcements are echoed and counted (`AddAddrPolicyDrop`).
+   * How many addresses are joined at all: `limits.addAddrAccepted` (8).
+   */
+  addAddrPolicy?: import('../core/address-policy.js').AddAddrPolicyOption;
+  /** Join announced addresses on ports other than the server's (default false). */
+  allowAnnouncedPorts?: boolean;
+  /**
+   * Accept a TLS 1.2 session without the extended master secret or with a
+   * static-RSA key exchange for external keys (default false: the socket is
+   * destroyed with `ERR_MPTLS_TLS_BINDING`). docs/SECURITY.md says why.
+   */
+  allowWeakTls12?: boolean;
 }
 
 export interface ConnectOptions extends tls.ConnectionOptions {
@@ -117,8 +135,12 @@ export function connect(...args: unknown[]): MptlsSocket {
       if (info.mode !== 'kernel') return;
       // No G-bit tokens in kernel mode: both ends use the context KERNEL_EXPORTER_TOKENS
       // (tokenA = tokenB = 0). Fingerprints only: upstream Linux cannot install these keys.
-      const keys = exportMptcpKeys(socket, KERNEL_EXPORTER_TOKENS.tokenA, KERNEL_EXPORTER_TOKENS.tokenB);
-      info.setKeyFingerprints({ keyA: keyFingerprint(keys.keyA), keyB: keyFingerprint(keys.keyB) });
+      const { tokenA, tokenB } = KERNEL_EXPORTER_TOKENS;
+      try {
+        info.setKeyFingerprints(keyFingerprints(socket, tokenA, tokenB, exportMptcpKeys(socket, tokenA, tokenB)));
+      } catch {
+        // the socket went away under us: no fingerprints, and never a throw out of this handler
+      }
     });
     if (cb) socket.once('secureConnect', cb);
     return socket;
@@ -132,6 +154,8 @@ export function connect(...args: unknown[]): MptlsSocket {
     scheduler: mp.scheduler,
     mss: 65000,
     limits: { ...mp.limits, ...(mp.maxSubflows ? { maxSubflows: mp.maxSubflows } : {}) },
+    addAddrPolicy: mp.addAddrPolicy,
+    allowAnnouncedPorts: mp.allowAnnouncedPorts,
   });
   const driver = new MultipathDriver(conn, { defaultPort: port, probe: tcpProbe() });
   const first = net.connect({ host, port, localAddress: mp.localAddresses?.[0] });
@@ -156,15 +180,32 @@ export function connect(...args: unknown[]): MptlsSocket {
     }
   });
   const reported = new Set<number>();
+  // The keys belong to the first handshake: a server's HelloRequest is refused.
+  refuseRenegotiation(socket, () => {
+    conn.mib.inc('TlsRenegotiationRefused');
+    socket.destroy(new MptlsTlsError('ERR_MPTLS_RENEGOTIATION', 'the server tried to renegotiate a multipath connection: refused'));
+  });
   socket.once('secureConnect', () => {
     void socket.remoteAddress; // remember the addresses while a subflow is up
     void socket.localAddress;
     if (info.mode !== 'userspace' || conn.state !== 'established' || conn.mode !== 'external') return;
-    const keys = exportMptcpKeys(socket, conn.localToken, conn.remoteToken);
-    info.setKeys(keys.keyA, keys.keyB);
-    conn.installKeys(keys.keyA, keys.keyB, now());
+    const weak = weakBindingReason(socket, { allowWeakTls12: mp.allowWeakTls12 });
+    if (weak) {
+      conn.mib.inc('TlsBindingRefused');
+      socket.destroy(new MptlsTlsError('ERR_MPTLS_TLS_BINDING', `refused: ${weak}`));
+      return;
+    }
+    try {
+      const keys = exportMptcpKeys(socket, conn.localToken, conn.remoteToken);
+      info.setKeyFingerprints(keyFingerprints(socket, conn.localToken, conn.remoteToken, keys));
+      conn.installKeys(keys.keyA, keys.keyB, now());
+    } catch (err) {
+      // Never out of an event handler: a failure here ends this connection only.
+      socket.destroy(err as Error);
+      return;
+    }
     driver.pump();
   });
-  if (cb) socket.once('secureConnect', cb);
+  if (cb) socket.once('secureConnect', () => !socket.destroyed && cb());
   return socket;
 }

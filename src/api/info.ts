@@ -5,7 +5,6 @@
 import type { MibCounters } from '../core/mib.js';
 import { MIB_NAMES } from '../core/mib.js';
 import type { MultipathDriver } from '../transport/userspace/driver.js';
-import { keyFingerprint } from '../tls/keys.js';
 
 export type { MptcpMode, MptcpSubflow, MptcpSocketInfo } from '../transport/socket-info.js';
 import type { MptcpMode, MptcpSubflow, MptcpSocketInfo } from '../transport/socket-info.js';
@@ -21,8 +20,8 @@ export class UserspaceInfo implements MptcpSocketInfo {
   keyFingerprints: { keyA: string; keyB: string } | undefined;
   constructor(readonly driver: MultipathDriver) {}
 
-  setKeys(keyA: Uint8Array, keyB: Uint8Array): void {
-    this.keyFingerprints = { keyA: keyFingerprint(keyA), keyB: keyFingerprint(keyB) };
+  setKeyFingerprints(fingerprints: { keyA: string; keyB: string }): void {
+    this.keyFingerprints = fingerprints;
   }
   get tokens(): { local: number; remote: number } | undefined {
     const c = this.driver.conn;

@@ -16,11 +16,11 @@ import { randomBytes } from '../crypto/random.js';
 import { Acceptor } from '../transport/userspace/acceptor.js';
 import { now, type MultipathDriver } from '../transport/userspace/driver.js';
 import { MultipathStream } from '../transport/userspace/stream.js';
-import { exportMptcpKeys } from '../tls/keys.js';
+import { exportMptcpKeys, keyFingerprints } from '../tls/keys.js';
+import { MptlsTlsError, refuseRenegotiation, weakBindingReason } from '../tls/binding.js';
 import { exposeAddresses, FallbackInfo, UserspaceInfo, type MptcpSocketInfo } from './info.js';
 import { tcpProbe, type MptlsSocket } from './client.js';
 // --- kernel bridge (mptcp.kernel) ---
-import { keyFingerprint } from '../tls/keys.js';
 import { KernelInfo, KERNEL_EXPORTER_TOKENS, useKernelListener, watchKernelSubflows } from '../transport/kernel/index.js';
 // --- end kernel bridge ---
 
@@ -36,12 +36,30 @@ export interface MptcpServerOptions {
   /** Key modes accepted (default ['external']). */
   keyModes?: KeyMode[];
   limits?: Partial<ConnectionLimits>;
-  /** Joins in progress across connections (default 1024). */
+  /** Joins in progress across connections (default 1024; when full, the busiest source's oldest makes room). */
   maxPendingJoins?: number;
+  /** Joins in progress from one source address (IPv4, or IPv6 /64) across connections (default 64). */
+  maxPendingJoinsPerSource?: number;
   maxConnections?: number;
   /** New subflows must send their preamble within this (default 10 000 ms). */
   preambleTimeoutMs?: number;
+  /**
+   * A multipath connection must finish its whole handshake (MP_CAPABLE and
+   * TLS) within this, from its MP_CAPABLE SYN, or it is closed and counted
+   * `HandshakeTimeout` (default 10 000 ms; 0 = none). Plain TLS clients keep
+   * node:tls's own `handshakeTimeout` (default 120 000 ms).
+   */
+  handshakeTimeoutMs?: number;
+  /**
+   * Accept TLS 1.2 sessions without the extended master secret or with a
+   * static-RSA key exchange for external keys (default false: such a client
+   * is refused, `ERR_MPTLS_TLS_BINDING`). docs/SECURITY.md says why.
+   */
+  allowWeakTls12?: boolean;
 }
+
+/** Default of `mptcp.handshakeTimeoutMs`. */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export interface ServerOptions extends tls.TlsOptions {
   mptcp?: MptcpServerOptions;
@@ -70,6 +88,7 @@ export function enableMultipath<S extends tls.Server>(server: S, options: Server
     tokenAllocator: mp.serverId !== undefined ? new ServerIdTokenAllocator(mp.serverId, random) : undefined,
     maxConnections: mp.maxConnections,
     maxPendingJoins: mp.maxPendingJoins,
+    maxPendingJoinsPerSource: mp.maxPendingJoinsPerSource,
     server: {
       mss: 65000,
       announce: (mp.announce ?? []).map((address) => ({ address })),
@@ -114,8 +133,12 @@ export function enableMultipath<S extends tls.Server>(server: S, options: Server
     // --- kernel bridge: a kernel-MPTCP client reports mode 'kernel' (same exporter context as connect()) ---
     const k = mp.kernel ? KernelInfo.forAccepted(s) : undefined;
     if (k) {
-      const keys = exportMptcpKeys(s, KERNEL_EXPORTER_TOKENS.tokenA, KERNEL_EXPORTER_TOKENS.tokenB);
-      k.setKeyFingerprints({ keyA: keyFingerprint(keys.keyA), keyB: keyFingerprint(keys.keyB) });
+      const { tokenA, tokenB } = KERNEL_EXPORTER_TOKENS;
+      try {
+        k.setKeyFingerprints(keyFingerprints(s, tokenA, tokenB, exportMptcpKeys(s, tokenA, tokenB)));
+      } catch {
+        // the socket went away under us: no fingerprints, and never a throw out of this handler
+      }
       m.mptcp = k;
       watchKernelSubflows(s, k);
       return;
@@ -162,25 +185,64 @@ function serveMultipath(server: tls.Server, options: ServerOptions, driver: Mult
   (socket as { mptcp: MptcpSocketInfo }).mptcp = info;
   exposeAddresses(socket, () => stream.addressSocket());
   const internals = socket as unknown as TlsSocketInternals;
-  const handshakeTimeout = options.handshakeTimeout ?? 120_000;
-  const timer = handshakeTimeout > 0 ? setTimeout(() => socket.destroy(new Error('TLS handshake timeout')), handshakeTimeout) : undefined;
-  timer?.unref();
+  const mp = options.mptcp ?? {};
+  const conn = driver.conn;
   let tlsErrorEmitted = false;
-  socket.on('_tlsError', (err: Error) => {
+  const clientError = (err: Error) => {
     if (!internals._controlReleased && !tlsErrorEmitted) {
       tlsErrorEmitted = true;
       server.emit('tlsClientError', err, socket);
     }
-  });
+  };
+  socket.on('_tlsError', clientError);
   const quiet = () => {}; // errors before control is released are reported through tlsClientError
   socket.on('error', quiet);
-  socket.on('secure', () => {
-    if (timer) clearTimeout(timer);
-    const conn = driver.conn;
+  // The whole handshake (MP_CAPABLE + TLS) within handshakeTimeoutMs of the SYN.
+  const handshakeTimeout = mp.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+  const timer =
+    handshakeTimeout > 0
+      ? setTimeout(() => {
+          conn.mib.inc('HandshakeTimeout');
+          clientError(Object.assign(new Error('multipath TLS handshake timeout'), { code: 'ERR_TLS_HANDSHAKE_TIMEOUT' }));
+          socket.destroy();
+        }, handshakeTimeout)
+      : undefined;
+  timer?.unref();
+  socket.once('close', () => clearTimeout(timer));
+  // The keys belong to the first handshake: no renegotiation on a multipath connection.
+  refuseRenegotiation(socket, () => {
+    conn.mib.inc('TlsRenegotiationRefused');
+    socket.destroy();
+  });
+  // node:tls emits 'secure' again after a renegotiation: bind once, to the first.
+  socket.once('secure', () => {
+    let release: boolean;
+    try {
+      release = onSecure();
+    } catch (err) {
+      // Never out of an event handler: a failure here ends this connection only.
+      socket.destroy(err as Error);
+      return;
+    }
+    if (release) {
+      socket.removeListener('error', quiet);
+      server.emit('secureConnection', socket); // the application's own exceptions are its own
+    }
+  });
+  /** Binds the keys and checks the client; true when the socket goes to the application. */
+  const onSecure = (): boolean => {
+    clearTimeout(timer);
     if (conn.state === 'established' && conn.mode === 'external') {
+      const weak = weakBindingReason(socket, { allowWeakTls12: mp.allowWeakTls12 });
+      if (weak) {
+        conn.mib.inc('TlsBindingRefused');
+        clientError(new MptlsTlsError('ERR_MPTLS_TLS_BINDING', `refused: ${weak}`));
+        socket.destroy();
+        return false;
+      }
       // keyA belongs to the initiator (the client), keyB to us.
       const keys = exportMptcpKeys(socket, conn.remoteToken, conn.localToken);
-      info.setKeys(keys.keyA, keys.keyB);
+      info.setKeyFingerprints(keyFingerprints(socket, conn.remoteToken, conn.localToken, keys));
       conn.installKeys(keys.keyA, keys.keyB, now());
       driver.pump();
     }
@@ -190,7 +252,7 @@ function serveMultipath(server: tls.Server, options: ServerOptions, driver: Mult
         socket.authorizationError = (verifyError.code ?? verifyError.message) as unknown as Error;
         if (rejectUnauthorized) {
           socket.destroy();
-          return;
+          return false;
         }
       } else {
         socket.authorized = true;
@@ -198,11 +260,8 @@ function serveMultipath(server: tls.Server, options: ServerOptions, driver: Mult
     }
     void socket.remoteAddress; // remember the addresses while a subflow is up
     void socket.localAddress;
-    if (!socket.destroyed && internals._releaseControl()) {
-      socket.removeListener('error', quiet);
-      server.emit('secureConnection', socket);
-    }
-  });
+    return !socket.destroyed && internals._releaseControl();
+  };
   const reported = new Set<number>();
   driver.on('subflow', () => {
     for (const s of info.subflows()) {

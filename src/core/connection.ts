@@ -15,6 +15,7 @@ import type { MptcpOption, DssOption, MpCapableOption, AddAddrOption, NewKeyOpti
 import { CapableFlag, TcpRstReason, TcpRstFlag } from '../wire/types.js';
 import {
   addAddrHmac,
+  dataFinHmac,
   idsnFromKey,
   idsnFromTokens,
   joinAckHmac,
@@ -26,12 +27,14 @@ import {
 import { Assembler } from './assembler.js';
 import { Mib } from './mib.js';
 import { InKernelLikePathManager, type JoinRequest, type PathManager, type PmContext } from './path-manager.js';
+import { applyAddAddrPolicy, type AddAddrPolicyOption } from './address-policy.js';
 import { createScheduler, type SchedSubflow, type Scheduler } from './scheduler.js';
 import { SendBuffer } from './send-buffer.js';
 import { Subflow, type SentMapping } from './subflow.js';
 import type { RandomSource } from './token.js';
 import type {
   AddressInfo,
+  ClientConnectOptions,
   CloseReason,
   ConnectionEvent,
   ConnectionLimits,
@@ -51,11 +54,21 @@ const MAX_MSS = 65535;
 const INITIAL_PEER_WINDOW = 65535;
 /** Bytes counted against a subflow's queue for a segment's framing and options. */
 const SEGMENT_OVERHEAD = 40;
+/** DATA_FINs held, unverified, while our keys are not installed yet. */
+const MAX_HELD_FINS = 4;
+/**
+ * Echoes a client sends per ADD_ADDR address id over the connection's life:
+ * the first, then one more each time the subflow that carried the last echo
+ * went down (it may have been lost), up to this many. 256 ids × 4 bounds the
+ * echoes a server can draw out of a client, however many ADD_ADDRs it sends.
+ */
+const MAX_ECHOES_PER_ID = 4;
 
 export const DEFAULT_LIMITS: ConnectionLimits = {
   maxSubflows: 8,
   maxPendingJoins: 8,
   addAddrAccepted: 8,
+  addAddrJoinFailures: 3,
   sendBufferLimit: 4 * 1024 * 1024,
   recvBufferLimit: 4 * 1024 * 1024,
   sendQueueLimit: 64 * 1024,
@@ -65,6 +78,8 @@ export const DEFAULT_LIMITS: ConnectionLimits = {
 export const DEFAULT_TIMERS: ConnectionTimers = {
   establishTimeoutMs: 10_000,
   joinTimeoutMs: 10_000,
+  joinAckTimeoutMinMs: 1_000,
+  joinAckTimeoutRtts: 4,
   minStallMs: 100,
   maxStallMs: 2_000,
   initialStallMs: 1_000,
@@ -80,9 +95,21 @@ export interface ConnectionHost {
   mib: Mib;
   /** Called once when the connection closes (the endpoint frees its token). */
   release(conn: Connection): void;
-  /** The endpoint-wide pending-join budget. */
-  reserveJoin(): boolean;
-  releaseJoin(): void;
+  /** Server: the source a pending join from `path` counts under (EndpointOptions.joinSource). */
+  joinSource(path: PathInfo): string;
+  /**
+   * Server: room endpoint-wide for one more pending join from `source` on
+   * `conn`? The per-source cap first ('source-limit'); then, unless
+   * `freeing` (the caller is about to evict one of its own pending joins),
+   * a full pool evicts the oldest pending join of the busiest source when
+   * that source holds more than `source` ('endpoint-limit' otherwise).
+   * Takes no slot: `reserveJoin` does.
+   */
+  admitJoin(conn: Connection, source: string, freeing: boolean, now: number): 'ok' | 'source-limit' | 'endpoint-limit';
+  /** Server: the pending join `subflow` of `conn` takes its slot. */
+  reserveJoin(conn: Connection, subflow: number, source: string, now: number): void;
+  /** Server: that join completed, failed or expired; a no-op when it holds no slot. */
+  releaseJoin(conn: Connection, subflow: number): void;
 }
 
 export interface SubflowInfo {
@@ -155,6 +182,7 @@ export class Connection {
   private finSentOn: number | undefined;
   private finEverSent = false;
   private finSentAt = 0;
+  private finFirstSentAt = 0;
   private finRetries = 0;
   private finAvoid: number | undefined;
   private finAcked = false;
@@ -179,7 +207,7 @@ export class Connection {
     role: Role;
     mode: KeyMode;
     host: ConnectionHost;
-    options: Omit<ConnectionOptions, 'mode'>;
+    options: Omit<ConnectionOptions, 'mode'> & Partial<Pick<ClientConnectOptions, 'addAddrPolicy' | 'allowAnnouncedPorts'>>;
     now: number;
     localAddresses?: { address: string; backup?: boolean }[];
     remote?: AddressInfo;
@@ -200,6 +228,8 @@ export class Connection {
     this.establishDeadline = init.now + this.timers.establishTimeoutMs;
     (init.localAddresses ?? []).forEach((a, i) => this.localAddresses.push({ id: i, address: a.address, backup: !!a.backup }));
     if (init.remote) this.remoteAddresses.push({ id: 0, address: init.remote.address, port: init.remote.port });
+    this.addAddrPolicy = init.options.addAddrPolicy;
+    this.allowAnnouncedPorts = init.options.allowAnnouncedPorts === true;
     this.announceConfig = init.announce ?? [];
   }
 
@@ -334,6 +364,7 @@ export class Connection {
       this.peerNewKey = undefined;
       this.verifyNewKey(nk, now);
     }
+    if (this.heldFins.length > 0 && this.state === 'established') this.checkHeldFins();
   }
 
   /** keyA‖keyB, the external key NEW_KEY's HMAC covers. */
@@ -398,7 +429,7 @@ export class Connection {
       }
       const la = this.localAddresses.find((a) => a.id === r.localAddressId);
       const ra = this.remoteAddresses.find((a) => a.id === r.remoteAddressId);
-      if (!ra) continue;
+      if (!ra || this.joinsExhausted(ra)) continue;
       const sf = this.addSubflow('join-syn-sent', {
         initial: false,
         localAddressId: r.localAddressId,
@@ -533,6 +564,14 @@ export class Connection {
       switch (o.subtype) {
         case 'MP_TCPRST':
           this.mib.inc('MPRstRx');
+          if (sf.initial && sf.state === 'syn-sent') {
+            // The server answered our MP_CAPABLE SYN with a reset (its token
+            // table is full, or it refuses the mode): the connection is
+            // 'refused', which a client may turn into plain-TLS fallback.
+            this.mib.inc('MPCapableRefused');
+            this.subflowDown(sf, 'refused', now);
+            return;
+          }
           // T (transient) invites a retry; without it the peer refuses for good.
           this.subflowDown(sf, (o.flags & TcpRstFlag.TRANSIENT) !== 0 ? 'reset' : 'refused', now);
           return;
@@ -566,7 +605,7 @@ export class Connection {
     if (dss && this.mode === 'rfc8684' && !this.keysConfirmed) this.confirmKeys(now);
     if (dss) {
       if (dss.dataAck !== undefined) this.handleDataAck(dss, seg.window, now);
-      if (dss.dsn !== undefined && !this.handleMapping(sf, dss)) return;
+      if (dss.dsn !== undefined && !this.handleMapping(sf, dss, seg.dataFinMac)) return;
       else if (dss.dataFin && dss.dsn === undefined) {
         // DATA_FIN without mapping is meaningless (RFC 8684 §3.3.3): ignore.
         this.mib.inc('DSSNoMapping');
@@ -742,7 +781,7 @@ export class Connection {
     // Announcements whose carrier died while no other subflow could take them.
     for (const [id, a] of this.unechoed) if (!this.subflows.get(a.sentOn)?.established) this.sendAddAddr(id);
     this.pendingJoins = Math.max(0, this.pendingJoins - 1);
-    if (this.role === 'server') this.host.releaseJoin();
+    if (this.role === 'server') this.host.releaseJoin(this, sf.id);
     else this.rejoinAttempts.delete(`${sf.localAddressId}|${sf.remoteAddressId}`);
     this.events.push({ type: 'subflow-up', subflow: sf.id });
   }
@@ -764,14 +803,33 @@ export class Connection {
       this.mib.inc('MPJoinBeforeKeys');
       return refuse('keys not installed and confirmed', TcpRstReason.MPTCP_SPECIFIC, TcpRstFlag.TRANSIENT);
     }
+    // Fairness: pending joins count per source (the peer's address). A full
+    // connection makes room by evicting the oldest pending join of the
+    // source holding the most of them here, if that is more than the
+    // newcomer's source holds; a full endpoint does the same across
+    // connections (host.admitJoin). A flooding source competes with itself.
+    const source = this.host.joinSource(path);
+    let victim: Subflow | undefined;
     if (this.openSubflowCount() >= this.limits.maxSubflows || this.pendingJoins >= this.limits.maxPendingJoins) {
-      this.mib.inc('SubflowLimit');
-      return refuse('subflow limit', TcpRstReason.LACK_OF_RESOURCES, TcpRstFlag.TRANSIENT);
+      victim = this.pendingJoinToEvict(source);
+      if (!victim) {
+        this.mib.inc('SubflowLimit');
+        return refuse('subflow limit', TcpRstReason.LACK_OF_RESOURCES, TcpRstFlag.TRANSIENT);
+      }
     }
-    if (!this.host.reserveJoin()) {
+    const admitted = this.host.admitJoin(this, source, victim !== undefined, now);
+    if (admitted === 'source-limit') {
+      this.mib.inc('MPJoinSourceLimit');
+      return refuse('source join limit', TcpRstReason.LACK_OF_RESOURCES, TcpRstFlag.TRANSIENT);
+    }
+    if (admitted === 'endpoint-limit') {
       this.mib.inc('SubflowLimit');
       return refuse('endpoint join limit', TcpRstReason.LACK_OF_RESOURCES, TcpRstFlag.TRANSIENT);
     }
+    if (victim) this.evictPendingJoin(victim.id, now);
+    // An eviction (ours or the endpoint's) may have closed this connection
+    // when pending joins were all it had left.
+    if (this.state !== 'established') return refuse('connection closed', TcpRstReason.MPTCP_SPECIFIC);
     const localId = this.localAddressIdFor(path.localAddress, path.localPort);
     const sf = this.addSubflow('join-syn-received', {
       initial: false,
@@ -784,13 +842,67 @@ export class Connection {
     sf.backupPeer = o.backup;
     sf.remoteRandom = o.senderRandom;
     sf.localRandom = this.randomU32();
-    sf.handshakeDeadline = now + this.timers.joinTimeoutMs;
+    // A legitimate joiner answers our SYN/ACK within one RTT: wait a few.
+    sf.handshakeDeadline = now + this.joinAckTimeout();
     this.pendingJoins++;
+    this.host.reserveJoin(this, sf.id, source, now);
     const truncatedHmac = joinSynAckHmac(this.#localKey!, this.#remoteKey!, sf.localRandom, sf.remoteRandom);
     this.queue(sf, [
       { subtype: 'MP_JOIN', stage: 'synack', backup: false, addressId: localId, truncatedHmac, senderRandom: sf.localRandom },
     ]);
     return { ok: true, subflow: sf.id };
+  }
+
+  /**
+   * @internal Server: take back the slot of pending join `subflow` (waiting
+   * for its MP_JOIN ACK) for a newcomer from a less busy source: MP_TCPRST
+   * T=1 (the joiner may retry), `MPJoinEvicted`. False (and the endpoint's
+   * slot freed) when it is no longer pending.
+   */
+  evictPendingJoin(subflow: number, now: number): boolean {
+    const sf = this.subflows.get(subflow);
+    if (this.role !== 'server' || !sf || sf.initial || sf.state !== 'join-syn-received') {
+      this.host.releaseJoin(this, subflow);
+      return false;
+    }
+    this.mib.inc('MPJoinEvicted');
+    this.resetJoinTransient(sf, TcpRstReason.LACK_OF_RESOURCES, now, 'join-refused');
+    return true;
+  }
+
+  /** Server: the pending join here to evict for a newcomer from `source`, if any (see acceptJoin). */
+  private pendingJoinToEvict(source: string): Subflow | undefined {
+    const bySource = new Map<string, Subflow[]>();
+    for (const s of this.subflows.values()) {
+      if (s.initial || s.state !== 'join-syn-received') continue;
+      const k = this.host.joinSource(s.path);
+      const list = bySource.get(k);
+      if (list) list.push(s);
+      else bySource.set(k, [s]);
+    }
+    let top: Subflow[] | undefined;
+    // ids grow with age: the list's first is its oldest; ties go to the source with the oldest join
+    for (const list of bySource.values()) if (!top || list.length > top.length || (list.length === top.length && list[0].id < top[0].id)) top = list;
+    const mine = bySource.get(source)?.length ?? 0;
+    return top && top.length > mine ? top[0] : undefined;
+  }
+
+  /** Server: how long a join may wait for its MP_JOIN ACK (ConnectionTimers.joinAckTimeoutMinMs). */
+  private joinAckTimeout(): number {
+    let rtt = 0;
+    for (const s of this.subflows.values()) {
+      const r = s.established ? s.rtt : undefined;
+      if (r !== undefined && r > rtt) rtt = r;
+    }
+    const t = this.timers;
+    return Math.min(t.joinTimeoutMs, Math.max(t.joinAckTimeoutMinMs, t.joinAckTimeoutRtts * rtt));
+  }
+
+  /** Server: reset a pending join with MP_TCPRST T=1 (transient: the client's path manager retries). */
+  private resetJoinTransient(sf: Subflow, reason: number, now: number, why: SubflowDownReason): void {
+    this.mib.inc('MPRstTx');
+    this.control.push({ subflow: sf.id, segment: { options: [{ subtype: 'MP_TCPRST', flags: TcpRstFlag.TRANSIENT, reason }] }, close: 'reset' });
+    this.subflowDown(sf, why, now);
   }
 
   private localAddressIdFor(address?: string, port?: number): number {
@@ -802,6 +914,20 @@ export class Connection {
     return 0;
   }
 
+  /** Client: the policy for announced addresses (ClientConnectOptions.addAddrPolicy). */
+  private readonly addAddrPolicy: AddAddrPolicyOption | undefined;
+  private readonly allowAnnouncedPorts: boolean;
+  /**
+   * Client: per ADD_ADDR address id (at most 256), the last address announced
+   * under it and its verified HMAC, whether it was refused (policy or
+   * addAddrAccepted), and our echoes (how many, and the subflow that carried
+   * the last one).
+   */
+  private readonly announcements = new Map<
+    number,
+    { address: string; port?: number; hmac: Uint8Array; echoes: number; echoedOn: number | undefined; refused: boolean }
+  >();
+
   private handleAddAddr(o: AddAddrOption, now: number): void {
     if (o.echo) {
       this.mib.inc('EchoAdd');
@@ -812,17 +938,53 @@ export class Connection {
       this.mib.inc('AddAddrDrop');
       return;
     }
-    const expected = addAddrHmac(this.#remoteKey!, this.#localKey!, o.addressId, o.address, o.port);
-    if (!timingSafeEqual(expected, o.truncatedHmac)) {
-      this.mib.inc('AddAddrHMacFailure');
+    let rec = this.announcements.get(o.addressId);
+    const repeat = rec !== undefined && rec.address === o.address && rec.port === o.port;
+    // A byte-identical retransmission of a verified announcement needs no new
+    // HMAC (25 µs each: a duplicate flood would otherwise cost CPU, not just echoes).
+    if (!(repeat && timingSafeEqual(rec!.hmac, o.truncatedHmac))) {
+      const expected = addAddrHmac(this.#remoteKey!, this.#localKey!, o.addressId, o.address, o.port);
+      if (!timingSafeEqual(expected, o.truncatedHmac)) {
+        this.mib.inc('AddAddrHMacFailure');
+        this.mib.inc('AddAddrDrop');
+        return;
+      }
+    }
+    this.mib.inc('AddAddr');
+    if (!rec) {
+      rec = { address: o.address, port: o.port, hmac: o.truncatedHmac.slice(), echoes: 0, echoedOn: undefined, refused: false };
+      this.announcements.set(o.addressId, rec);
+    } else if (!repeat) {
+      // Another address under this id: a new announcement, echoed (within the cap) and judged anew.
+      rec.address = o.address;
+      rec.port = o.port;
+      rec.hmac = o.truncatedHmac.slice();
+      rec.echoedOn = undefined;
+      rec.refused = false;
+    }
+    // Echo once per announcement; a retransmission only when our last echo's
+    // carrier went down (the echo may have been lost), within MAX_ECHOES_PER_ID.
+    const sf = this.anyEstablished();
+    const echoLost = rec.echoedOn === undefined || !this.subflows.get(rec.echoedOn)?.established;
+    if (sf && echoLost && rec.echoes < MAX_ECHOES_PER_ID) {
+      rec.echoes++;
+      rec.echoedOn = sf.id;
+      this.queue(sf, [this.dssAck(), { subtype: 'ADD_ADDR', echo: true, addressId: o.addressId, address: o.address, port: o.port }], true);
+    } else {
+      this.mib.inc('EchoAddSuppressed');
+    }
+    if (this.remoteAddresses.some((a) => a.id === o.addressId)) return; // known (or the id is in use: RFC 8684 wants a REMOVE_ADDR first)
+    if (repeat && rec.refused) return; // judged already
+    const server = this.remoteAddresses.find((a) => a.id === 0);
+    const why = server ? applyAddAddrPolicy(this.addAddrPolicy, { address: o.address, port: o.port }, server, { allowAnnouncedPorts: this.allowAnnouncedPorts }) : 'no server address';
+    if (why !== undefined) {
+      rec.refused = true;
+      this.mib.inc('AddAddrPolicyDrop');
       this.mib.inc('AddAddrDrop');
       return;
     }
-    this.mib.inc('AddAddr');
-    const sf = this.anyEstablished();
-    if (sf) this.queue(sf, [this.dssAck(), { subtype: 'ADD_ADDR', echo: true, addressId: o.addressId, address: o.address, port: o.port }], true);
-    if (this.remoteAddresses.some((a) => a.id === o.addressId)) return;
     if (this.addAddrAcceptedCount >= this.limits.addAddrAccepted) {
+      rec.refused = true;
       this.mib.inc('AddAddrDrop');
       return;
     }
@@ -933,7 +1095,7 @@ export class Connection {
   }
 
   /** Returns false when the subflow was reset. */
-  private handleMapping(sf: Subflow, dss: DssOption): boolean {
+  private handleMapping(sf: Subflow, dss: DssOption, finMac: Uint8Array | undefined): boolean {
     const start = this.dsnToOffset(dss.dsn!, !!dss.dsnIs64, this.idsnRemote, this.asm.rcvNxt);
     const dll = dss.dataLevelLength ?? 0;
     if (dss.dataFin && dss.ssn === 0 && dll === 1) {
@@ -942,7 +1104,7 @@ export class Connection {
         this.mib.inc('DSSNotMatching');
         return true;
       }
-      sf.rxMap = { start, ssn: sf.rcvSsn, len: 0, finAt: start };
+      if (this.finAuthentic(start, finMac)) sf.rxMap = { start, ssn: sf.rcvSsn, len: 0, finAt: start };
       return true;
     }
     const len = dss.dataFin ? dll - 1 : dll;
@@ -953,8 +1115,50 @@ export class Connection {
       this.resetSubflow(sf, TcpRstReason.MPTCP_SPECIFIC, 0, 'error');
       return false;
     }
-    sf.rxMap = { start, ssn: dss.ssn!, len, finAt: dss.dataFin ? start + len : undefined };
+    const fin = dss.dataFin && this.finAuthentic(start + len, finMac);
+    sf.rxMap = { start, ssn: dss.ssn!, len, finAt: fin ? start + len : undefined };
     return true;
+  }
+
+  /**
+   * External keys: a DATA_FIN counts only with the MAC of the key holder
+   * (docs/PROTOCOL.md §3.1), so an attacker on one path cannot end the
+   * stream early (truncation) or make the real DATA_FIN be ignored. One that
+   * arrives before our keys are installed is held (at most a few) and
+   * checked when they are. rfc8684 mode: unauthenticated, as in RFC 8684.
+   */
+  private finAuthentic(finAt: number, mac: Uint8Array | undefined): boolean {
+    if (this.mode !== 'external') return true;
+    if (!mac) {
+      this.mib.inc('DataFinAuthFailure');
+      return false;
+    }
+    if (!this.keysInstalled) {
+      if (this.heldFins.some((f) => f.finAt === finAt && timingSafeEqual(f.mac, mac))) return false; // a retransmission
+      if (this.heldFins.length < MAX_HELD_FINS) this.heldFins.push({ finAt, mac });
+      else this.mib.inc('DataFinAuthFailure');
+      return false;
+    }
+    const dsn = (this.idsnRemote + 1n + BigInt(finAt)) & MASK64;
+    if (!timingSafeEqual(dataFinHmac(this.#remoteKey!, this.#localKey!, dsn), mac)) {
+      this.mib.inc('DataFinAuthFailure');
+      return false;
+    }
+    return true;
+  }
+
+  /** DATA_FINs that arrived before our keys, checked by installKeys. */
+  private heldFins: { finAt: number; mac: Uint8Array }[] = [];
+
+  private checkHeldFins(): void {
+    const held = this.heldFins;
+    this.heldFins = [];
+    for (const f of held) {
+      if (this.finAuthentic(f.finAt, f.mac)) {
+        const sf = this.anyEstablished(this.lastRxSubflow);
+        if (sf) this.handlePeerFin(f.finAt, sf);
+      }
+    }
   }
 
   private handlePayload(sf: Subflow, payload: Uint8Array, now: number): boolean {
@@ -1101,7 +1305,7 @@ export class Connection {
           // graceful: the last ACKs are already queued ahead of the FIN
         }
         s.state = 'closed';
-        if (s.handshakeDeadline !== Infinity && this.role === 'server' && !s.initial) this.host.releaseJoin();
+        if (this.role === 'server' && !s.initial) this.host.releaseJoin(this, s.id);
       }
     }
     this.reinject = [];
@@ -1255,17 +1459,15 @@ export class Connection {
       const sf = this.subflows.get(pick.id)!;
       this.finSentOn = sf.id;
       this.finSentAt = now;
+      if (!this.finEverSent) this.finFirstSentAt = now;
       this.finEverSent = true;
       this.mib.inc('DataFinTx');
-      const dss: DssOption = {
-        ...this.dssAck(),
-        dataFin: true,
-        dsn: (this.idsnLocal + 1n + BigInt(this.sendBuf.end)) & MASK64,
-        dsnIs64: true,
-        ssn: 0,
-        dataLevelLength: 1,
-      };
-      return this.account({ subflow: sf.id, segment: { options: [dss], window: this.windowToAdvertise() } }, now);
+      const dsn = (this.idsnLocal + 1n + BigInt(this.sendBuf.end)) & MASK64;
+      const dss: DssOption = { ...this.dssAck(), dataFin: true, dsn, dsnIs64: true, ssn: 0, dataLevelLength: 1 };
+      const segment: Segment = { options: [dss], window: this.windowToAdvertise() };
+      // External keys: the end of the stream carries the key holder's MAC.
+      if (this.mode === 'external' && this.keysInstalled) segment.dataFinMac = dataFinHmac(this.#localKey!, this.#remoteKey!, dsn);
+      return this.account({ subflow: sf.id, segment }, now);
     }
     const first = this.buildData(chosen[0].id, start, payload, reinjection, now);
     for (let i = 1; i < chosen.length; i++) {
@@ -1326,7 +1528,7 @@ export class Connection {
     const wasPendingJoin = !sf.initial && (sf.state === 'join-syn-sent' || sf.state === 'join-syn-received' || sf.state === 'join-ack-sent');
     if (wasPendingJoin) {
       this.pendingJoins = Math.max(0, this.pendingJoins - 1);
-      if (this.role === 'server') this.host.releaseJoin();
+      if (this.role === 'server') this.host.releaseJoin(this, sf.id);
     }
     const wasInitialHandshake = sf.initial && (sf.state === 'syn-sent' || sf.state === 'syn-received');
     sf.state = 'closed';
@@ -1337,10 +1539,10 @@ export class Connection {
     this.views.delete(sf.id);
     if (this.state === 'closed') return;
     if (wasInitialHandshake) {
-      this.closeWith('reset', now);
+      this.closeWith(reason === 'refused' && this.role === 'client' ? 'refused' : 'reset', now);
       return;
     }
-    this.scheduleRejoin(sf, reason, now);
+    this.scheduleRejoin(sf, reason, now, wasPendingJoin);
     // Acks and window updates that went down with it must be repeated, and
     // announcements it carried that were never echoed.
     this.windowUpdatePending = true;
@@ -1353,9 +1555,34 @@ export class Connection {
   /** Re-joins the path manager asked for, and failures in a row per address pair. */
   private rejoins: { at: number; request: JoinRequest }[] = [];
   private readonly rejoinAttempts = new Map<string, number>();
+  /**
+   * Client: failed joins in total per announced address ("address|port"; at
+   * most `addAddrAccepted` entries), and the addresses given up on.
+   */
+  private readonly joinFailures = new Map<string, number>();
+  private readonly joinsGivenUp = new Set<string>();
 
-  private scheduleRejoin(sf: Subflow, reason: SubflowDownReason, now: number): void {
-    if (this.role !== 'client' || !this.keysConfirmed || this.state !== 'established' || !this.pm.onSubflowClosed) return;
+  /** An announced address (id ≠ 0) that failed `addAddrJoinFailures` joins is not tried again. */
+  private joinsExhausted(ra: { id: number; address: string; port?: number }): boolean {
+    if (ra.id === 0) return false;
+    const key = `${ra.address}|${ra.port ?? ''}`;
+    if ((this.joinFailures.get(key) ?? 0) < this.limits.addAddrJoinFailures) return false;
+    if (!this.joinsGivenUp.has(key)) {
+      this.joinsGivenUp.add(key);
+      this.mib.inc('AddAddrJoinLimit');
+    }
+    return true;
+  }
+
+  private scheduleRejoin(sf: Subflow, reason: SubflowDownReason, now: number, failedJoin = false): void {
+    if (this.role !== 'client') return;
+    const ra = sf.remoteAddressId !== 0 ? this.remoteAddresses.find((a) => a.id === sf.remoteAddressId) : undefined;
+    if (ra && failedJoin && reason !== 'closed' && reason !== 'removed') {
+      const key = `${ra.address}|${ra.port ?? ''}`;
+      this.joinFailures.set(key, (this.joinFailures.get(key) ?? 0) + 1);
+      if (this.joinsExhausted(ra)) return;
+    }
+    if (!this.keysConfirmed || this.state !== 'established' || !this.pm.onSubflowClosed) return;
     const key = `${sf.localAddressId}|${sf.remoteAddressId}`;
     const attempt = this.rejoinAttempts.get(key) ?? 0;
     const plan = this.pm.onSubflowClosed(this.pmContext(), { localAddressId: sf.localAddressId, remoteAddressId: sf.remoteAddressId, reason }, attempt);
@@ -1407,9 +1634,19 @@ export class Connection {
     return this.finSentAt + rto * 2 ** Math.min(this.finRetries, 6);
   }
 
-  /** When every subflow went stale and none has made progress since: the connection's user timeout. */
+  /**
+   * When every subflow went stale and none has made progress since, or our
+   * DATA_FIN has gone unacknowledged for that long (it takes no subflow
+   * sequence space, so it never makes a subflow stale): the connection's
+   * user timeout.
+   */
   private deadDeadline(): number {
     if (this.state !== 'established') return Infinity;
+    const finGiveUp = this.finEverSent && !this.finAcked ? this.finFirstSentAt + this.timers.userTimeoutMs : Infinity;
+    return Math.min(finGiveUp, this.staleDeadline());
+  }
+
+  private staleDeadline(): number {
     let latest = -Infinity;
     for (const s of this.subflows.values()) {
       if (!s.established) return Infinity; // a join in progress may yet save it
@@ -1480,7 +1717,10 @@ export class Connection {
       }
       if (now >= s.handshakeDeadline) {
         this.mib.inc('MPJoinTimeout');
-        this.resetSubflow(s, TcpRstReason.MPTCP_SPECIFIC, now, 'join-timeout');
+        // Server: the MP_JOIN ACK is late (joinAckTimeout); transient, so a
+        // legitimate joiner on a slow path tries again.
+        if (this.role === 'server' && s.state === 'join-syn-received') this.resetJoinTransient(s, TcpRstReason.MPTCP_SPECIFIC, now, 'join-timeout');
+        else this.resetSubflow(s, TcpRstReason.MPTCP_SPECIFIC, now, 'join-timeout');
         continue;
       }
       if (now >= this.stallDeadline(s)) {

@@ -19,6 +19,38 @@ export type NewSubflowResult =
   /** Refused: write `reply` (an MP_TCPRST), then reset the subflow. */
   | { kind: 'refused'; reply: Segment; reason: string };
 
+/** A server join waiting for its MP_JOIN ACK, as the endpoint counts it. */
+interface JoinSlot {
+  conn: Connection;
+  subflow: number;
+  source: string;
+  since: number;
+}
+
+/**
+ * The default `EndpointOptions.joinSource`: an IPv4 address as is, the /64
+ * prefix of an IPv6 one (one host or site usually holds a whole /64),
+ * IPv4-mapped IPv6 as IPv4, '' when unknown.
+ */
+export function defaultJoinSource(path: PathInfo): string {
+  const raw = typeof path?.remoteAddress === 'string' ? path.remoteAddress.toLowerCase() : '';
+  let a = raw.split('%')[0];
+  if (!a.includes(':')) return a;
+  const quad = /^(.*:)(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(a);
+  if (quad) {
+    if (/^(?:::|(?:0{1,4}:){5})ffff:$/.test(quad[1])) return `${+quad[2]}.${+quad[3]}.${+quad[4]}.${+quad[5]}`; // IPv4-mapped
+    const [b0, b1, b2, b3] = quad.slice(2).map(Number);
+    a = `${quad[1]}${((b0 << 8) | b1).toString(16)}:${((b2 << 8) | b3).toString(16)}`;
+  }
+  const [head, tail] = a.split('::', 2);
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t];
+  const prefix = groups.slice(0, 4).map((g) => (/^[0-9a-f]{1,4}$/.test(g) ? parseInt(g, 16).toString(16) : g));
+  while (prefix.length < 4) prefix.push('0');
+  return `${prefix.join(':')}::/64`;
+}
+
 export class Endpoint {
   readonly mib = new Mib();
   readonly random: RandomSource;
@@ -27,7 +59,20 @@ export class Endpoint {
   private readonly acceptModes: KeyMode[];
   private readonly maxConnections: number;
   private readonly maxPendingJoins: number;
+  private readonly maxPendingJoinsPerSource: number;
+  private readonly joinSource: (path: PathInfo) => string;
+  /** Pending server joins: by connection and subflow id, and by source (each set oldest first). */
+  private readonly joinSlots = new Map<Connection, Map<number, JoinSlot>>();
+  private readonly joinsBySource = new Map<string, Set<JoinSlot>>();
   private pendingJoins = 0;
+  /** Connections whose state the endpoint changed (evictions), woken at the end of handleNewSubflow. */
+  private readonly toWake = new Set<Connection>();
+  /**
+   * Called for each connection whose state the endpoint changed behind its
+   * driver's back (an evicted pending join): poll it soon. The acceptor sets
+   * it when none was given (EndpointOptions.onWake).
+   */
+  onWake: ((conn: Connection) => void) | undefined;
   private readonly serverDefaults: EndpointOptions['server'];
   private readonly host: ConnectionHost;
 
@@ -37,6 +82,9 @@ export class Endpoint {
     this.acceptModes = options.acceptModes ?? ['external'];
     this.maxConnections = options.maxConnections ?? 65536;
     this.maxPendingJoins = options.maxPendingJoins ?? 1024;
+    this.maxPendingJoinsPerSource = options.maxPendingJoinsPerSource ?? 64;
+    this.joinSource = options.joinSource ?? defaultJoinSource;
+    this.onWake = options.onWake;
     this.serverDefaults = options.server ?? {};
     this.host = {
       random: this.random,
@@ -44,15 +92,65 @@ export class Endpoint {
       release: (c) => {
         if (this.tokens.get(c.localToken) === c) this.tokens.delete(c.localToken);
       },
-      reserveJoin: () => {
-        if (this.pendingJoins >= this.maxPendingJoins) return false;
-        this.pendingJoins++;
-        return true;
+      joinSource: (path) => {
+        try {
+          return String(this.joinSource(path ?? {}));
+        } catch {
+          return '';
+        }
       },
-      releaseJoin: () => {
-        this.pendingJoins = Math.max(0, this.pendingJoins - 1);
+      admitJoin: (conn, source, freeing, now) => this.admitJoin(conn, source, freeing, now),
+      reserveJoin: (conn, subflow, source, now) => {
+        let byId = this.joinSlots.get(conn);
+        if (!byId) this.joinSlots.set(conn, (byId = new Map()));
+        if (byId.has(subflow)) return;
+        const slot: JoinSlot = { conn, subflow, source, since: now };
+        byId.set(subflow, slot);
+        let set = this.joinsBySource.get(source);
+        if (!set) this.joinsBySource.set(source, (set = new Set()));
+        set.add(slot);
+        this.pendingJoins++;
+      },
+      releaseJoin: (conn, subflow) => {
+        const byId = this.joinSlots.get(conn);
+        const slot = byId?.get(subflow);
+        if (!byId || !slot) return;
+        byId.delete(subflow);
+        if (byId.size === 0) this.joinSlots.delete(conn);
+        const set = this.joinsBySource.get(slot.source);
+        set?.delete(slot);
+        if (set?.size === 0) this.joinsBySource.delete(slot.source);
+        this.pendingJoins--;
       },
     };
+  }
+
+  /** See ConnectionHost.admitJoin. */
+  private admitJoin(conn: Connection, source: string, freeing: boolean, now: number): 'ok' | 'source-limit' | 'endpoint-limit' {
+    const mine = this.joinsBySource.get(source)?.size ?? 0;
+    if (mine >= this.maxPendingJoinsPerSource) return 'source-limit';
+    if (freeing || this.pendingJoins < this.maxPendingJoins) return 'ok';
+    // Full: the busiest source (ties: the one whose oldest join is oldest) gives up its oldest.
+    let top: Set<JoinSlot> | undefined;
+    let topOldest: JoinSlot | undefined;
+    for (const set of this.joinsBySource.values()) {
+      const oldest = set.values().next().value as JoinSlot;
+      if (!top || set.size > top.size || (set.size === top.size && oldest.since < topOldest!.since)) {
+        top = set;
+        topOldest = oldest;
+      }
+    }
+    if (!top || !topOldest || top.size <= mine) return 'endpoint-limit';
+    const victim = topOldest;
+    victim.conn.evictPendingJoin(victim.subflow, now); // releases the slot (subflowDown → releaseJoin)
+    this.host.releaseJoin(victim.conn, victim.subflow); // in case it no longer held one
+    if (victim.conn !== conn) this.toWake.add(victim.conn);
+    return 'ok';
+  }
+
+  /** Pending joins (waiting for their MP_JOIN ACK) per source, for diagnostics and tests. */
+  pendingJoinsBySource(): Map<string, number> {
+    return new Map([...this.joinsBySource].map(([k, v]) => [k, v.size]));
   }
 
   /** Live connections (by token). */
@@ -149,7 +247,8 @@ export class Endpoint {
         this.mib.inc('MPJoinRejected');
         return refuse('unknown token');
       }
-      const r = conn.acceptJoin(join, path, now);
+      const r = conn.acceptJoin(join, path ?? {}, now);
+      this.wake();
       if (!r.ok) {
         return { kind: 'refused', reply: r.reply, reason: r.reason };
       }
@@ -157,6 +256,14 @@ export class Endpoint {
     }
     this.mib.inc('ProtocolError');
     return refuse('first segment has neither MP_CAPABLE nor MP_JOIN SYN');
+  }
+
+  /** Tell the drivers of connections changed by an eviction to poll them. */
+  private wake(): void {
+    if (this.toWake.size === 0) return;
+    const conns = [...this.toWake];
+    this.toWake.clear();
+    for (const c of conns) this.onWake?.(c);
   }
 
   /**

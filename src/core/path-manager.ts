@@ -38,7 +38,10 @@ export interface JoinRequest {
 export interface PathManager {
   /** Client: keys confirmed, joins may start now. */
   onKeysConfirmed(ctx: PmContext): JoinRequest[];
-  /** Client: a verified ADD_ADDR arrived. */
+  /**
+   * Client: a verified ADD_ADDR arrived that the connection's address policy
+   * admits (src/core/address-policy.ts) and `addAddrAccepted` leaves room for.
+   */
   onAddressAdded(ctx: PmContext, address: PmRemoteAddress): JoinRequest[];
   /** Server: addresses to announce once keys are confirmed. */
   announce(ctx: PmContext, configured: readonly AddressInfo[]): AddressInfo[];
@@ -86,7 +89,11 @@ export class InKernelLikePathManager implements PathManager {
    * (break-before-make: a path that comes back is used again), after 1, 2, 4,
    * 8, 16 s; a closed or removed one is not. Linux's in-kernel PM leaves a
    * dead subflow dead; mptls does not, because a userspace subflow also dies
-   * when a middlebox drops an idle TCP connection.
+   * when a middlebox drops an idle TCP connection. The connection caps this
+   * for announced addresses: after `addAddrJoinFailures` (3) joins to one
+   * that failed before completing, in total, it is not tried again
+   * (`AddAddrJoinLimit`), so a server cannot aim the retries at a host that
+   * is not its own.
    */
   onSubflowClosed(
     ctx: PmContext,

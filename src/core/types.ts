@@ -1,7 +1,9 @@
 import type { MptcpOption } from '../wire/types.js';
 import type { Scheduler, SchedulerName } from './scheduler.js';
 import type { PathManager } from './path-manager.js';
+import type { AddAddrPolicyOption } from './address-policy.js';
 import type { RandomSource, TokenAllocator } from './token.js';
+import type { Connection } from './connection.js';
 
 /**
  * One unit the core exchanges with a subflow: the MPTCP options a TCP segment
@@ -25,6 +27,12 @@ export interface Segment {
    * subflow holds the data ACK back.
    */
   ack?: number;
+  /**
+   * With a DATA_FIN in external-key mode: the MAC that proves the end of the
+   * stream comes from the key holder (`dataFinHmac`, docs/PROTOCOL.md §3.1).
+   * A DATA_FIN without a valid one is counted and ignored.
+   */
+  dataFinMac?: Uint8Array;
 }
 
 export interface Transmit {
@@ -55,6 +63,8 @@ export type CloseReason =
   | 'aborted'
   | 'fastclose'
   | 'reset'
+  /** Client: the server answered the MP_CAPABLE SYN with MP_TCPRST (e.g. its token table is full). */
+  | 'refused'
   | 'no-subflows'
   | 'timeout'
   | 'handshake-timeout'
@@ -85,8 +95,21 @@ export interface ConnectionLimits {
   maxSubflows: number;
   /** Joins in progress per connection. Default 8. */
   maxPendingJoins: number;
-  /** ADD_ADDRs a client acts on (Linux: add_addr_accepted). Default 8. */
+  /**
+   * Distinct announced addresses (ADD_ADDR) a client joins over the
+   * connection's life (Linux: add_addr_accepted; its maximum is 8, its
+   * default 0). Announcements past it are echoed, counted (`AddAddrDrop`)
+   * and not joined. Default 8.
+   */
   addAddrAccepted: number;
+  /**
+   * Failed joins (refused, reset, timed out or errored before the join
+   * completed) to one announced address, in total over the connection's
+   * life, after which the client stops trying it (`AddAddrJoinLimit`). A
+   * join that completes proved the address is the server's and does not
+   * count. Default 3.
+   */
+  addAddrJoinFailures: number;
   /** Bytes written but not yet data-ACKed before write() says "slow down". Default 4 MiB. */
   sendBufferLimit: number;
   /** Data-level receive buffer = the largest window advertised. Default 4 MiB. */
@@ -102,6 +125,16 @@ export interface ConnectionTimers {
   establishTimeoutMs: number;
   /** An MP_JOIN must finish within this. Default 10 000 ms. */
   joinTimeoutMs: number;
+  /**
+   * Server: how long a join waits for its MP_JOIN ACK after our SYN/ACK
+   * (a legitimate joiner answers within one RTT): max(`joinAckTimeoutMinMs`,
+   * `joinAckTimeoutRtts` × the largest RTT of the connection's established
+   * subflows), at most `joinTimeoutMs`; then MP_TCPRST (T=1) and
+   * `MPJoinTimeout`. Default 1 000 ms.
+   */
+  joinAckTimeoutMinMs: number;
+  /** See `joinAckTimeoutMinMs`. Default 4. */
+  joinAckTimeoutRtts: number;
   /** Stall timeout floor (RFC 6298's 1 s minimum RTO is too coarse for subflow failover). Default 100 ms. */
   minStallMs: number;
   /** Stall timeout ceiling. Default 2 000 ms. */
@@ -134,6 +167,17 @@ export interface ConnectionOptions {
 export interface ClientConnectOptions extends ConnectionOptions {
   /** The server address of the initial subflow (remote address id 0). */
   remote: AddressInfo;
+  /**
+   * Which authenticated ADD_ADDRs to join (src/core/address-policy.ts).
+   * 'default': the same family as `remote`, unicast (not unspecified,
+   * multicast, broadcast), loopback / link-local only from a server there,
+   * `remote`'s port unless `allowAnnouncedPorts`. 'any': every one (RFC 8684;
+   * Linux's in-kernel PM). A function: true to join (it decides ports too).
+   * Refused announcements are echoed and counted (`AddAddrPolicyDrop`).
+   */
+  addAddrPolicy?: AddAddrPolicyOption;
+  /** With the 'default' policy: also join announced ports other than `remote.port`. Default false. */
+  allowAnnouncedPorts?: boolean;
   /** Local addresses; [0] is the initial subflow's, the others get joins (Linux "subflow" endpoints). */
   localAddresses?: { address: string; backup?: boolean }[];
 }
@@ -144,8 +188,28 @@ export interface EndpointOptions {
   tokenAllocator?: TokenAllocator;
   random?: RandomSource;
   maxConnections?: number;
-  /** Joins in progress across all connections. Default 1024. */
+  /**
+   * Joins in progress across all connections. Default 1024. When full, a
+   * join from a source holding fewer pending joins than the busiest source
+   * evicts that source's oldest (`MPJoinEvicted`, MP_TCPRST T=1); otherwise
+   * it is refused (`SubflowLimit`).
+   */
   maxPendingJoins?: number;
+  /** Joins in progress from one source (see `joinSource`), across all connections; more are refused (`MPJoinSourceLimit`). Default 64. */
+  maxPendingJoinsPerSource?: number;
+  /**
+   * The source a pending join counts under. Default: the peer's IPv4
+   * address, or the /64 prefix of its IPv6 address (IPv4-mapped IPv6 counts
+   * as IPv4); '' when unknown.
+   */
+  joinSource?: (path: PathInfo) => string;
+  /**
+   * Called when the endpoint changed another connection's state (it evicted
+   * one of its pending joins): that connection's driver should poll it
+   * (pollTransmit, pollEvent, pollTimeout) soon. Settable later as
+   * `Endpoint.onWake`.
+   */
+  onWake?: (conn: Connection) => void;
   /** Defaults for connections this endpoint accepts. */
   server?: Omit<ConnectionOptions, 'mode'> & { announce?: AddressInfo[] };
 }

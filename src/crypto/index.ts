@@ -9,6 +9,7 @@ export {
   JOIN_ACK_HMAC_LENGTH,
   ADD_ADDR_HMAC_LENGTH,
   NEW_KEY_HMAC_LENGTH,
+  DATA_FIN_HMAC_LENGTH,
   tokenFromKey,
   idsnFromKey,
   mptcpHmac,
@@ -17,6 +18,7 @@ export {
   addAddrHmacMessage,
   addAddrHmac,
   newKeyHmac,
+  dataFinHmac,
   idsnFromTokens,
 } from './mptcp.js';
 export { timingSafeEqual } from './equal.js';

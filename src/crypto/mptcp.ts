@@ -21,6 +21,9 @@ export const JOIN_ACK_HMAC_LENGTH = 20;
 export const ADD_ADDR_HMAC_LENGTH = 8;
 /** HMAC in NEW_KEY (low-order 64 bits). */
 export const NEW_KEY_HMAC_LENGTH = 8;
+/** The authenticated DATA_FIN's MAC (mptls, docs/PROTOCOL.md §3.1). */
+export const DATA_FIN_HMAC_LENGTH = 8;
+const DATA_FIN_LABEL = new TextEncoder().encode('mptls DATA_FIN');
 
 const IDSN_LABEL = new TextEncoder().encode('mptls-idsn');
 
@@ -195,4 +198,20 @@ export function idsnFromTokens(senderToken: number, receiverToken: number): bigi
   checkU32(senderToken, 'senderToken');
   checkU32(receiverToken, 'receiverToken');
   return readU64(sha256(concat(IDSN_LABEL, u32Pair(senderToken, receiverToken))), 24);
+}
+
+/**
+ * The end of a data stream, authenticated (mptls; no MPTCP stack does this):
+ * the leftmost 64 bits of HMAC-SHA256(Key = senderKey ‖ receiverKey,
+ * Msg = "mptls DATA_FIN" (ASCII, 14 bytes) ‖ DSN (u64 big-endian)), where DSN
+ * is the 64-bit data sequence number the DATA_FIN occupies. The 22-byte
+ * message cannot collide with an MP_JOIN (8 bytes) or ADD_ADDR (7/9/19/21
+ * bytes) message under the same keys, so no other HMAC is a DATA_FIN MAC.
+ */
+export function dataFinHmac(senderKey: Uint8Array, receiverKey: Uint8Array, dsn: bigint): Uint8Array {
+  if (dsn < 0n || dsn > 0xffffffffffffffffn) throw new RangeError('dsn must be a u64');
+  const msg = new Uint8Array(DATA_FIN_LABEL.length + 8);
+  msg.set(DATA_FIN_LABEL, 0);
+  new DataView(msg.buffer).setBigUint64(DATA_FIN_LABEL.length, dsn);
+  return mptcpHmac(senderKey, receiverKey, msg).slice(0, DATA_FIN_HMAC_LENGTH);
 }

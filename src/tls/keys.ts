@@ -9,7 +9,7 @@
  * (RFC 5705 §4). The context binds the keys to this MPTCP connection alone.
  */
 import type tls from 'node:tls';
-import { createHash } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 
 export const EXPORTER_LABEL = 'EXPERIMENTAL mptls mptcp keys';
 export const EXPORTER_LENGTH = 16;
@@ -32,7 +32,18 @@ export function exportMptcpKeys(socket: tls.TLSSocket, tokenA: number, tokenB: n
   return { keyA: new Uint8Array(m.subarray(0, 8)), keyB: new Uint8Array(m.subarray(8, 16)) };
 }
 
-/** A short fingerprint of a key for logs and the demo: never the key itself. */
-export function keyFingerprint(key: Uint8Array): string {
-  return createHash('sha256').update(key).digest('hex').slice(0, 16);
+/** Exporter label of the fingerprint key (not the MPTCP keys' label: a different secret). */
+export const FINGERPRINT_LABEL = 'EXPERIMENTAL mptls key fingerprints';
+
+/**
+ * Short fingerprints of keyA and keyB for logs, the demo and `mptls get -v`,
+ * equal on both ends: HMAC-SHA256 under a second exporter value of the same
+ * TLS session (FINGERPRINT_LABEL, same context), first 64 bits, hex. Without
+ * the TLS session they are unrelated to the keys: a fingerprint is no oracle
+ * to test guesses of a key against (a plain hash of a 64-bit key would be).
+ */
+export function keyFingerprints(socket: tls.TLSSocket, tokenA: number, tokenB: number, keys: MptcpKeys): { keyA: string; keyB: string } {
+  const k = socket.exportKeyingMaterial(32, FINGERPRINT_LABEL, exporterContext(tokenA, tokenB));
+  const fp = (key: Uint8Array) => createHmac('sha256', k).update(key).digest('hex').slice(0, 16);
+  return { keyA: fp(keys.keyA), keyB: fp(keys.keyB) };
 }

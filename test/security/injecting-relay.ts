@@ -17,7 +17,7 @@
  * convenience (`frames[i].options`).
  */
 import net from 'node:net';
-import { FRAME_HEADER_LENGTH, PREAMBLE_LENGTH } from '../../src/transport/userspace/frame.js';
+import { FIN_MAC_LENGTH, FRAME_HEADER_LENGTH, FrameFlag, PREAMBLE_LENGTH } from '../../src/transport/userspace/frame.js';
 import { decodeOptions } from '../../src/wire/options.js';
 import type { MptcpOption } from '../../src/wire/types.js';
 
@@ -28,6 +28,8 @@ export interface ObservedFrame {
   length: number;
   flags: number;
   optLength: number;
+  /** DATA_FIN MAC bytes after the options (flag FIN_MAC): 8 or 0. */
+  macLength: number;
   payloadLength: number;
   /** Decoded options (empty when they did not decode). */
   options: MptcpOption[];
@@ -60,6 +62,8 @@ export class Direction {
   private headerFill = 0;
   private frameStart = 0;
   private optLength = 0;
+  private macLength = 0;
+  private macFill = 0;
   private payloadLength = 0;
   private opts: Buffer | undefined;
   private optFill = 0;
@@ -69,6 +73,7 @@ export class Direction {
   private held: Buffer[] = [];
   private endPending = false;
   private queue: { frame: Uint8Array; done: () => void }[] = [];
+  private forwarding = false;
 
   constructor(
     readonly name: string,
@@ -114,7 +119,8 @@ export class Direction {
     const copy = Buffer.from(frame);
     return new Promise((resolve) => {
       this.queue.push({ frame: copy, done: resolve });
-      if (this.atBoundary) this.flushQueue();
+      // From inside onFrame the frame just completed is not written yet: forward() flushes after it.
+      if (this.atBoundary && !this.forwarding) this.flushQueue();
     });
   }
 
@@ -143,6 +149,15 @@ export class Direction {
 
   /** Walks `chunk` through the boundary tracker, forwarding it; stops at a boundary to inject or hold. */
   private forward(chunk: Buffer): void {
+    this.forwarding = true;
+    try {
+      this.forwardChunk(chunk);
+    } finally {
+      this.forwarding = false;
+    }
+  }
+
+  private forwardChunk(chunk: Buffer): void {
     const base = this.forwarded;
     let pos = 0;
     let start = 0;
@@ -165,25 +180,29 @@ export class Direction {
         pos += k;
         if (this.headerFill === FRAME_HEADER_LENGTH) {
           this.optLength = this.header.readUInt16BE(2);
+          this.macLength = this.header[1] & FrameFlag.FIN_MAC ? FIN_MAC_LENGTH : 0;
+          this.macFill = 0;
           this.payloadLength = this.header.readUInt32BE(4);
           this.opts = this.optLength > 0 ? Buffer.alloc(this.optLength) : undefined;
           this.optFill = 0;
           this.framePayloadStart = this.payloadBytes;
-          this.need = this.optLength + this.payloadLength;
+          this.need = this.optLength + this.macLength + this.payloadLength;
           this.state = 'body';
           if (this.need === 0) boundary = this.completeFrame();
         }
       } else {
         const k = Math.min(this.need, chunk.length - pos);
-        // Option bytes first, then payload.
+        // Option bytes first, then the DATA_FIN MAC, then payload.
+        let rest = k;
         if (this.opts && this.optFill < this.optLength) {
-          const o = Math.min(k, this.optLength - this.optFill);
+          const o = Math.min(rest, this.optLength - this.optFill);
           chunk.copy(this.opts, this.optFill, pos, pos + o);
           this.optFill += o;
-          this.payloadBytes += k - o;
-        } else {
-          this.payloadBytes += k;
+          rest -= o;
         }
+        const m = Math.min(rest, this.macLength - this.macFill);
+        this.macFill += m;
+        this.payloadBytes += rest - m;
         pos += k;
         this.need -= k;
         if (this.need === 0) boundary = this.completeFrame();
@@ -218,9 +237,10 @@ export class Direction {
     }
     const f: ObservedFrame = {
       offset: this.frameStart,
-      length: FRAME_HEADER_LENGTH + this.optLength + this.payloadLength,
+      length: FRAME_HEADER_LENGTH + this.optLength + this.macLength + this.payloadLength,
       flags: this.header[1],
       optLength: this.optLength,
+      macLength: this.macLength,
       payloadLength: this.payloadLength,
       options,
       payloadOffset: this.framePayloadStart,

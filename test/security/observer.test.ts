@@ -38,7 +38,7 @@ import { FrameParser, encodeFrameHead, preamble, ROLE_CLIENT, JOIN_TOKEN_OFFSET,
 import { decodeOption } from '../../src/wire/options.js';
 import type { MptcpOption, MpCapableOption, DssOption } from '../../src/wire/types.js';
 import { joinAckHmac, joinSynAckHmac, addAddrHmac, tokenFromKey } from '../../src/crypto/index.js';
-import { exportMptcpKeys, keyFingerprint } from '../../src/tls/keys.js';
+import { exportMptcpKeys, keyFingerprints } from '../../src/tls/keys.js';
 import { createServer as createHttpsServer } from '../../src/api/https.js';
 import { main } from '../../src/api/cli.js';
 import type { Segment } from '../../src/core/types.js';
@@ -303,7 +303,7 @@ describe('an on-path observer, external keys (default)', () => {
     const tokenB = s2c0.readUInt32BE(JOIN_TOKEN_OFFSET);
     expect(tokenB).toBe(c.mptcp.tokens!.remote);
     const keys = exportMptcpKeys(c, c.mptcp.tokens!.local, c.mptcp.tokens!.remote);
-    expect(c.mptcp.keyFingerprints).toEqual({ keyA: keyFingerprint(keys.keyA), keyB: keyFingerprint(keys.keyB) });
+    expect(c.mptcp.keyFingerprints).toEqual(keyFingerprints(c, c.mptcp.tokens!.local, c.mptcp.tokens!.remote, keys));
     expect(srv.mptcp.keyFingerprints).toEqual(c.mptcp.keyFingerprints);
     const wire = relay.allBytes();
     expect(wire.indexOf(Buffer.from(keys.keyA))).toBe(-1);
@@ -589,6 +589,8 @@ describe('the same observer, rfc8684 keys (for comparison)', () => {
     record('join with the observed token', 'rfc8684', `ACCEPTED: computes HMAC-A, gets the fourth ACK (MPJoinAckRx ${ackRx}→${ackRx + 1}), 3rd subflow on the server`);
 
     // 3. ADD_ADDR with the right HMAC, pointing at the observer: accepted, the client joins there.
+    // (The observer listens on another loopback address at the port the client dialled: the
+    // client's default ADD_ADDR policy refuses other ports, test/security/add-addr.test.ts.)
     const trap = net.createServer();
     const trapped: Buffer[] = [];
     trap.on('connection', (s) => {
@@ -598,11 +600,11 @@ describe('the same observer, rfc8684 keys (for comparison)', () => {
         if (Buffer.concat(trapped).length >= JOIN_TOKEN_OFFSET + 4) s.destroy();
       });
     });
-    await new Promise<void>((r) => trap.listen(0, '127.0.0.1', r));
+    await new Promise<void>((r) => trap.listen(relay.port, '127.0.0.9', r));
     cleanup.push(() => new Promise<void>((r) => trap.close(() => r())));
     const trapPort = (trap.address() as net.AddressInfo).port;
-    const hmac = addAddrHmac(keyB, keyA, 9, '127.0.0.1', trapPort);
-    await relay.subflows[0].s2c.inject(frame([{ subtype: 'ADD_ADDR', echo: false, addressId: 9, address: '127.0.0.1', port: trapPort, truncatedHmac: hmac }]));
+    const hmac = addAddrHmac(keyB, keyA, 9, '127.0.0.9', trapPort);
+    await relay.subflows[0].s2c.inject(frame([{ subtype: 'ADD_ADDR', echo: false, addressId: 9, address: '127.0.0.9', port: trapPort, truncatedHmac: hmac }]));
     await until(() => counters(c).AddAddr === c0.AddAddr + 1, 5000, 'the forged ADD_ADDR');
     expect(counters(c).AddAddrHMacFailure).toBe(c0.AddAddrHMacFailure);
     await until(() => Buffer.concat(trapped).length >= JOIN_TOKEN_OFFSET + 4, 5000, 'the client to join the observer');
@@ -624,10 +626,12 @@ describe('the same observer, rfc8684 keys (for comparison)', () => {
 describe('secrets', () => {
   it('mptls get -v prints fingerprints, never keyA / keyB', async () => {
     const seen: { keyA: Uint8Array; keyB: Uint8Array }[] = [];
+    const prints: { keyA: string; keyB: string }[] = [];
     const server = createHttpsServer({ key: fixtures.key, cert: fixtures.cert }, (req, res) => {
       const s = req.socket as MptlsSocket;
       const t = s.mptcp.tokens!;
       seen.push(exportMptcpKeys(s, t.remote, t.local)); // server side: tokenA is the peer's
+      prints.push(keyFingerprints(s, t.remote, t.local, seen[seen.length - 1]));
       res.end('x'.repeat(100_000));
     });
     const port = await listen(server);
@@ -641,7 +645,7 @@ describe('secrets', () => {
     const out = stdout.text() + stderr.text();
     expect(stderr.text()).toContain('multipath: userspace');
     // The fingerprints printed are of the very keys computed here…
-    expect(stderr.text()).toContain(`key fingerprints: A ${keyFingerprint(seen[0].keyA)}, B ${keyFingerprint(seen[0].keyB)}`);
+    expect(stderr.text()).toContain(`key fingerprints: A ${prints[0].keyA}, B ${prints[0].keyB}`);
     // …and the keys themselves appear nowhere.
     expectNoKeys(out, [seen[0].keyA, seen[0].keyB], 'mptls get -v');
   });

@@ -672,7 +672,8 @@ export class Sim {
       return decodeOption(b);
     });
     const payload = t.segment.payload ?? EMPTY;
-    const size = FRAME_OVERHEAD + optionBytes + payload.length + (t.segment.window !== undefined ? 4 : 0) + (t.segment.ack !== undefined ? 4 : 0);
+    const mac = t.segment.dataFinMac;
+    const size = FRAME_OVERHEAD + optionBytes + payload.length + (t.segment.window !== undefined ? 4 : 0) + (t.segment.ack !== undefined ? 4 : 0) + (mac ? mac.length : 0);
     const pipe = side === 'client' ? sub.path.up : sub.path.down;
     const to: Side = side === 'client' ? 'server' : 'client';
     if (this.opts.trace) this.trace(`${this.now.toFixed(3)} ${side}→ sf${sub.key} ${options.map((o) => o.subtype).join(',')} ${payload.length}B${t.close ? ' ' + t.close : ''}`);
@@ -689,6 +690,7 @@ export class Sim {
     sub.queue[side].push({ departAt, size });
     this.events.push(departAt, { kind: 'depart', sub, from: side });
     let segment: Segment = { options, payload: payload.length ? payload : undefined, window: t.segment.window, ack: t.segment.ack };
+    if (mac) segment.dataFinMac = mac.slice(); // the frame's FIN_MAC bytes
     if (this.opts.observer) {
       const r = this.opts.observer(side, sub.key, segment, t.close);
       if (r === null) return;

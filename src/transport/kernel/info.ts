@@ -164,7 +164,7 @@ export class KernelInfo {
     this.overrideMode = { mode, fallbackReason };
   }
 
-  /** Records the fingerprints (src/tls keyFingerprint of keyA and keyB; this layer never sees TLS). */
+  /** Records the fingerprints (src/tls keyFingerprints of keyA and keyB; this layer never sees TLS). */
   setKeyFingerprints(fingerprints: { keyA: string; keyB: string }): void {
     this.keyFingerprints = { ...fingerprints };
   }

@@ -48,6 +48,22 @@ export class Acceptor {
     this.preambleTimeoutMs = options.preambleTimeoutMs ?? 10_000;
     this.maxPending = options.maxPendingSubflows ?? 1024;
     this.driverOptions = options.driver;
+    // The endpoint may change another connection's state while it handles a
+    // new subflow (it evicts a pending join to keep the join pool fair): that
+    // connection's driver must write the MP_TCPRST and re-arm its timer.
+    // Deferred, so no driver runs (nor its application) inside an accept.
+    if (!endpoint.onWake) {
+      const due = new Set<MultipathDriver>();
+      endpoint.onWake = (conn) => {
+        const driver = this.drivers.get(conn);
+        if (!driver || due.has(driver)) return;
+        due.add(driver);
+        setImmediate(() => {
+          due.delete(driver);
+          driver.pump();
+        });
+      };
+    }
   }
 
   get pendingSubflows(): number {

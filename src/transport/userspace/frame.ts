@@ -2,9 +2,12 @@
  * The userspace wire format (docs/PROTOCOL.md §5): each subflow is one TCP
  * connection that starts with an 8-byte preamble and then carries frames.
  *
- *   preamble: A7 4D 50 54 ("\xa7MPT") | version=1 | role (1 client, 2 server) | 0 | 0
+ *   preamble: A7 4D 50 54 ("\xa7MPT") | version=2 | role (1 client, 2 server) | 0 | 0
  *   frame:    type(1) flags(1) optionsLength(u16) payloadLength(u32)
- *             window(u32) ack(u32) | options | payload
+ *             window(u32) ack(u32) | options | [DATA_FIN MAC (8), flag FIN_MAC] | payload
+ *
+ * Version 2 added the authenticated DATA_FIN (flag FIN_MAC); a version-1
+ * peer is refused at its preamble ("unsupported version").
  *
  * The first byte 0xA7 can begin neither a TLS record (0x14..0x18) nor an
  * SSLv2 hello (high bit with a length) a server would accept, nor an HTTP
@@ -18,7 +21,7 @@ import type { MptcpOption } from '../../wire/types.js';
 import type { Segment } from '../../core/types.js';
 
 export const MAGIC = Uint8Array.of(0xa7, 0x4d, 0x50, 0x54);
-export const VERSION = 1;
+export const VERSION = 2;
 export const PREAMBLE_LENGTH = 8;
 export const FRAME_HEADER_LENGTH = 16;
 export const ROLE_CLIENT = 1;
@@ -29,7 +32,9 @@ export const JOIN_TOKEN_OFFSET = PREAMBLE_LENGTH + FRAME_HEADER_LENGTH + 4;
 export const FIRST_SUBTYPE_OFFSET = PREAMBLE_LENGTH + FRAME_HEADER_LENGTH + 2;
 
 export const FrameType = { SEGMENT: 0x01 } as const;
-export const FrameFlag = { WINDOW: 0x01, ACK: 0x02 } as const;
+export const FrameFlag = { WINDOW: 0x01, ACK: 0x02, FIN_MAC: 0x04 } as const;
+/** Bytes of the DATA_FIN MAC a FIN_MAC frame carries after its options. */
+export const FIN_MAC_LENGTH = 8;
 
 /** Largest option area a frame may carry (TCP allows 40 bytes; mptls a little more). */
 export const MAX_OPTIONS_LENGTH = 512;
@@ -52,11 +57,9 @@ export function preamble(role: number): Uint8Array {
 }
 
 /**
- * Encodes a segment's frame header and options into one buffer; the payload
- * is written after it separately (no copy of payload bytes).
- */
-/**
- * Frame heads are carved from 64 KiB slabs rather than allocated one by one
+ * Encodes a segment's frame header and options (and DATA_FIN MAC) into one
+ * buffer; the payload is written after it separately (no copy of payload
+ * bytes). Frame heads are carved from 64 KiB slabs rather than allocated one by one
  * (one allocation per ~1 500 frames instead of per frame). A slab is never
  * reused: once every head cut from it has been written, it is garbage.
  */
@@ -71,7 +74,9 @@ export function encodeFrameHead(seg: Segment): Uint8Array {
   if (optLen > MAX_OPTIONS_LENGTH) throw new RangeError(`options too long (${optLen})`);
   const payloadLength = seg.payload?.length ?? 0;
   if (payloadLength > MAX_PAYLOAD_LENGTH) throw new RangeError(`payload too long (${payloadLength})`);
-  const len = FRAME_HEADER_LENGTH + optLen;
+  const mac = seg.dataFinMac;
+  if (mac !== undefined && mac.length !== FIN_MAC_LENGTH) throw new RangeError(`DATA_FIN MAC must be ${FIN_MAC_LENGTH} bytes`);
+  const len = FRAME_HEADER_LENGTH + optLen + (mac ? FIN_MAC_LENGTH : 0);
   if (slabUsed + len > SLAB_SIZE) {
     slab = Buffer.allocUnsafe(SLAB_SIZE);
     slabView = new DataView(slab.buffer, slab.byteOffset, slab.byteLength);
@@ -86,11 +91,13 @@ export function encodeFrameHead(seg: Segment): Uint8Array {
   if (seg.window !== undefined) flags |= FrameFlag.WINDOW;
   dv.setUint32(at + 12, seg.ack === undefined ? 0 : seg.ack >>> 0);
   if (seg.ack !== undefined) flags |= FrameFlag.ACK;
+  if (mac) flags |= FrameFlag.FIN_MAC;
   slab[at + 1] = flags;
   dv.setUint16(at + 2, optLen);
   dv.setUint32(at + 4, payloadLength);
   let off = at + FRAME_HEADER_LENGTH;
   for (const o of seg.options) off += encodeOptionInto(o, slab, off);
+  if (mac) slab.set(mac, off);
   return slab.subarray(at, at + len);
 }
 
@@ -113,6 +120,8 @@ export class FrameParser {
   private payloadLeft = 0;
   private consumed = 0;
   private optLen = 0;
+  /** FIN_MAC_LENGTH when the frame carries a DATA_FIN MAC, else 0. */
+  private macLen = 0;
   private payloadLen = 0;
   private header = new Uint8Array(FRAME_HEADER_LENGTH);
   private failed: FrameError | undefined;
@@ -164,7 +173,8 @@ export class FrameParser {
           this.payloadLen = dv.getUint32(4);
           if (this.optLen > MAX_OPTIONS_LENGTH) throw new FrameError(this.consumed - 14, `options length ${this.optLen} over ${MAX_OPTIONS_LENGTH}`);
           if (this.payloadLen > MAX_PAYLOAD_LENGTH) throw new FrameError(this.consumed - 12, `payload length ${this.payloadLen} over ${MAX_PAYLOAD_LENGTH}`);
-          if ((h[1] & ~(FrameFlag.WINDOW | FrameFlag.ACK)) !== 0) throw new FrameError(this.consumed - 15, `unknown flags 0x${h[1].toString(16)}`);
+          if ((h[1] & ~(FrameFlag.WINDOW | FrameFlag.ACK | FrameFlag.FIN_MAC)) !== 0) throw new FrameError(this.consumed - 15, `unknown flags 0x${h[1].toString(16)}`);
+          this.macLen = h[1] & FrameFlag.FIN_MAC ? FIN_MAC_LENGTH : 0;
           this.state = 'options';
         } else if (this.state === 'payload') {
           // The rest of a frame's payload, as it arrives: each piece is a
@@ -176,11 +186,14 @@ export class FrameParser {
           this.payloadLeft -= n;
           if (this.payloadLeft === 0) this.state = 'header';
         } else {
-          if (this.buffered < this.optLen) break;
+          const head = this.optLen + this.macLen;
+          if (this.buffered < head) break;
           // Options whole; the payload may follow in pieces (no copy).
-          if (this.payloadLen > 0 && this.buffered === this.optLen) break;
+          if (this.payloadLen > 0 && this.buffered === head) break;
           const start = this.consumed;
           const opts = this.take(this.optLen);
+          // 8 bytes: copied, so they pin no socket read.
+          const mac = this.macLen > 0 ? this.take(this.macLen).slice() : undefined;
           let payload: Uint8Array | undefined;
           if (this.payloadLen > 0) {
             const n = Math.min(this.payloadLen, this.chunks[0].length);
@@ -198,6 +211,7 @@ export class FrameParser {
           const dv = new DataView(h.buffer, h.byteOffset, h.byteLength);
           const segment: Segment = { options };
           if (payload) segment.payload = payload;
+          if (mac) segment.dataFinMac = mac;
           if (h[1] & FrameFlag.WINDOW) segment.window = dv.getUint32(8);
           if (h[1] & FrameFlag.ACK) segment.ack = dv.getUint32(12);
           out.push({ kind: 'segment', segment });

@@ -219,6 +219,7 @@ export class MultipathStream extends Duplex {
 
   private onClosed(reason: CloseReason): void {
     if (reason === 'handshake-timeout' && this.fallBack('no multipath handshake within the timeout')) return;
+    if (reason === 'refused' && this.fallBack('the server refused multipath (MP_TCPRST to MP_CAPABLE)')) return;
     if (reason === 'done') {
       this.moveBytes();
       if (!this.ended) {
