@@ -1,8 +1,27 @@
 /**
  * Data-level reassembly: bytes arrive on any subflow, in any order, possibly
  * twice (reinjection, redundant scheduling); the application reads them once,
- * in order. Offsets are data-level stream offsets. Holds views into received
- * buffers: no copy.
+ * in order. Offsets are data-level stream offsets.
+ *
+ * Received bytes are kept as views into the buffers they arrived in (a socket
+ * read, up to 64 KiB) unless a view would keep much more memory alive than it
+ * is charged for. One retention rule covers everything the assembler holds and
+ * everything `read()` hands on (a stream's buffer keeps those views too):
+ *
+ *  - out of order, each piece on its own (pieces leave in any order): kept
+ *    as a view only when it is at least PIECE_CHARGE bytes and at least half
+ *    of its backing buffer, else copied out (exact size);
+ *  - in order, a run of consecutive entries from one backing buffer (what one
+ *    socket read yields) is judged as a whole when the run ends (an entry
+ *    from another buffer, or `read()`): kept as views when the run holds at
+ *    least half of its buffer, else copied out into one compact entry (small
+ *    copies share 16 KiB buffers). In-order entries leave first in, first
+ *    out, so only the run at the head can be partly gone.
+ *
+ * Bound: the memory behind received data (assembler + what its reader still
+ * holds, consumed in order) ≤ 2 × those bytes + 2 × the largest backing
+ * buffer (the open run and the partly read one) + 2 × COPY_BUFFER.
+ * Legitimate bulk data (each read mostly payload) is not copied.
  */
 interface Piece {
   start: number;
@@ -17,6 +36,9 @@ interface Piece {
  * meant for bytes.
  */
 export const PIECE_CHARGE = 2048;
+
+/** Copies of small in-order runs are packed into shared buffers of this size. */
+export const COPY_BUFFER = 16384;
 
 export interface InsertResult {
   /** New bytes kept (in order or out of order). */
@@ -39,6 +61,15 @@ export class Assembler {
   private oooBytes = 0;
   /** oooBytes with each piece counted as at least PIECE_CHARGE. */
   private oooCharged = 0;
+  /** Bytes copied out of received buffers by the retention rule (diagnostics). */
+  copiedBytes = 0;
+  /** The open in-order run: ready[runFrom..] all view `runBuf`, runBytes in all. */
+  private runBuf: ArrayBufferLike | null = null;
+  private runFrom = 0;
+  private runBytes = 0;
+  /** Shared buffer for small copies, filled from the front; `copyUsed` bytes handed out. */
+  private copyBuf: Uint8Array | null = null;
+  private copyUsed = 0;
 
   /** Bytes held, as charged: in order but unread, plus out of order (small pieces charged PIECE_CHARGE). */
   get buffered(): number {
@@ -117,6 +148,7 @@ export class Assembler {
 
   /** The next in-order bytes, or null. */
   read(): Uint8Array | null {
+    this.closeRun();
     if (this.readyHead >= this.ready.length) return null;
     const d = this.ready[this.readyHead];
     this.ready[this.readyHead++] = EMPTY;
@@ -137,8 +169,14 @@ export class Assembler {
   }
 
   private addPiece(i: number, start: number, piece: Uint8Array): void {
-    // A short view would keep its whole socket read alive: copy it.
-    const data = piece.length < PIECE_CHARGE ? piece.slice() : piece;
+    // A short view, or one that is a small part of its buffer, would keep its
+    // whole socket read alive for as long as the hole before it: copy it.
+    let data = piece;
+    if (piece.length < PIECE_CHARGE || piece.length * 2 < piece.buffer.byteLength) {
+      // (a copy, whatever the view's class: Buffer#slice would be another view)
+      data = new Uint8Array(piece);
+      this.copiedBytes += piece.length;
+    }
     this.ooo.splice(i, 0, { start, data });
     this.oooBytes += data.length;
     this.oooCharged += Math.max(data.length, PIECE_CHARGE);
@@ -146,8 +184,58 @@ export class Assembler {
 
   private pushReady(d: Uint8Array): void {
     if (d.length === 0) return;
+    if (d.buffer !== this.runBuf) {
+      this.closeRun();
+      this.runBuf = d.buffer;
+      this.runFrom = this.ready.length;
+    }
     this.ready.push(d);
+    this.runBytes += d.length;
     this.readyBytes += d.length;
+  }
+
+  /**
+   * Ends the open in-order run: kept as views when it holds at least half of
+   * its backing buffer, else copied into one compact entry.
+   */
+  private closeRun(): void {
+    const buf = this.runBuf;
+    if (buf === null) return;
+    const n = this.runBytes;
+    const from = this.runFrom;
+    this.runBuf = null;
+    this.runBytes = 0;
+    if (n * 2 >= buf.byteLength) return;
+    this.copiedBytes += n;
+    let dst: Uint8Array;
+    let at = 0;
+    let merged: Uint8Array;
+    if (n * 4 > COPY_BUFFER) {
+      dst = new Uint8Array(n);
+      merged = dst;
+    } else {
+      if (this.copyBuf === null || COPY_BUFFER - this.copyUsed < n) {
+        this.copyBuf = new Uint8Array(COPY_BUFFER);
+        this.copyUsed = 0;
+      }
+      dst = this.copyBuf;
+      at = this.copyUsed;
+      this.copyUsed += n;
+      merged = dst.subarray(at, at + n);
+    }
+    for (let k = from; k < this.ready.length; k++) {
+      const e = this.ready[k];
+      dst.set(e, at);
+      at += e.length;
+    }
+    this.ready.length = from;
+    // Extend the previous entry when it is the unread copy just before this one.
+    const prev = from > this.readyHead ? this.ready[from - 1] : undefined;
+    if (prev && merged.buffer === prev.buffer && prev.byteOffset + prev.length === merged.byteOffset) {
+      this.ready[from - 1] = new Uint8Array(prev.buffer, prev.byteOffset, prev.length + n);
+    } else {
+      this.ready.push(merged);
+    }
   }
 
   private drain(): void {

@@ -68,6 +68,124 @@ describe('Assembler against shredded data', () => {
   });
 });
 
+/** Memory behind everything an Assembler holds plus `extra` (views its reader still holds): distinct backing buffers. */
+function retainedBy(a: Assembler, extra: Uint8Array[] = []): number {
+  const inner = a as unknown as { ready: Uint8Array[]; readyHead: number; ooo: { data: Uint8Array }[] };
+  const bufs = new Set<ArrayBufferLike>();
+  for (let i = inner.readyHead; i < inner.ready.length; i++) bufs.add(inner.ready[i].buffer);
+  for (const p of inner.ooo) bufs.add(p.data.buffer);
+  for (const v of extra) bufs.add(v.buffer);
+  let n = 0;
+  for (const b of bufs) n += b.byteLength;
+  return n;
+}
+
+describe('Assembler retention (issue 11 §2: views must not pin whole socket reads)', () => {
+  const READ = 65536;
+  it('copies an in-order byte out of each 64 KiB read; packs the copies', async () => {
+    const { COPY_BUFFER } = await import('../../src/core/assembler.js');
+    const a = new Assembler();
+    for (let i = 0; i < 4096; i++) {
+      const read = Buffer.alloc(READ, i & 0xff); // a socket read: 1 in-order byte, the rest elsewhere
+      a.insert(i, read.subarray(100, 101));
+    }
+    expect(a.readable).toBe(4096);
+    // the open run (the last read) plus packed copies, not 4096 reads
+    expect(retainedBy(a)).toBeLessThanOrEqual(READ + COPY_BUFFER);
+    const out: Uint8Array[] = [];
+    for (let d = a.read(); d; d = a.read()) out.push(d);
+    expect(out.length).toBeLessThanOrEqual(2);
+    expect(Buffer.concat(out)).toEqual(Buffer.from(Array.from({ length: 4096 }, (_, i) => i & 0xff)));
+    expect(a.copiedBytes).toBe(4096);
+  });
+
+  it('copies out-of-order pieces of 2 KiB or more that are a small part of their read (Buffer views too)', () => {
+    const a = new Assembler();
+    for (let i = 0; i < 256; i++) {
+      const read = Buffer.alloc(READ);
+      a.insert(1 + i * 2048, read.subarray(64, 64 + 2048)); // behind a hole at 0
+    }
+    expect(a.outOfOrderBytes).toBe(256 * 2048);
+    expect(retainedBy(a)).toBe(256 * 2048);
+    // a piece that is most of its read stays a view
+    const big = Buffer.alloc(READ);
+    a.insert(1 + 256 * 2048, big.subarray(32, 32 + 40_000));
+    const inner = a as unknown as { ooo: { data: Uint8Array }[] };
+    expect(inner.ooo[inner.ooo.length - 1].data.buffer).toBe(big.buffer);
+  });
+
+  it('keeps legitimate reads (mostly payload, several frames or a frame split across reads) as views: no copy', () => {
+    const a = new Assembler();
+    let off = 0;
+    let got = 0;
+    for (let r = 0; r < 64; r++) {
+      const read = Buffer.alloc(READ);
+      // frame heads of ~40 bytes between payloads; the first and last payload pieces continue frames of the neighbouring reads
+      const cuts = [0, 10_000 + r * 100, 30_000, 50_000 + r * 7, READ];
+      for (let k = 0; k + 1 < cuts.length; k++) {
+        const p = read.subarray(cuts[k] + (k === 0 ? 0 : 40), cuts[k + 1]);
+        a.insert(off, p);
+        off += p.length;
+      }
+      for (let d = a.read(); d; d = a.read()) got += d.length;
+    }
+    expect(got).toBe(off);
+    expect(a.copiedBytes).toBe(0);
+  });
+
+  it('bounds the memory behind held bytes: assembler + a FIFO reader ≤ 2 × bytes + 2 reads + 2 copy buffers', async () => {
+    const { COPY_BUFFER } = await import('../../src/core/assembler.js');
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.tuple(
+            fc.oneof(fc.constant(READ), fc.integer({ min: 1, max: READ })), // read size
+            // pieces: offset from rcvNxt (in order, duplicate or ahead), length (often tiny, as an attacker sends)
+            fc.array(fc.tuple(fc.oneof(fc.constant(0), fc.integer({ min: -300, max: 6000 })), fc.oneof(fc.integer({ min: 1, max: 64 }), fc.integer({ min: 1, max: 40_000 }))), {
+              minLength: 1,
+              maxLength: 4,
+            }),
+            fc.nat({ max: 3 }), // reader: entries to take
+            fc.nat({ max: 4 }), // reader: entries to consume (drop)
+          ),
+          { minLength: 1, maxLength: 150 },
+        ),
+        (ops) => {
+          const a = new Assembler();
+          const held: Uint8Array[] = [];
+          const stream = (o: number) => (o * 131 + 17) & 0xff;
+          let nextCheck = 0;
+          for (const [size, pieces, take, drop] of ops) {
+            const read = new Uint8Array(size);
+            let pos = 0;
+            for (const [rel, len0] of pieces) {
+              if (pos >= size) break;
+              const len = Math.min(len0, size - pos);
+              const start = Math.max(0, a.rcvNxt + rel);
+              for (let i = 0; i < len; i++) read[pos + i] = stream(start + i);
+              a.insert(start, read.subarray(pos, pos + len));
+              pos += len + 40;
+            }
+            for (let k = 0; k < take; k++) {
+              const d = a.read();
+              if (!d) break;
+              held.push(d);
+            }
+            for (let k = 0; k < drop && held.length > 0; k++) {
+              const d = held.shift()!;
+              for (let i = 0; i < d.length; i++) if (d[i] !== stream(nextCheck + i)) throw new Error(`wrong byte at ${nextCheck + i}`);
+              nextCheck += d.length;
+            }
+            const bytes = a.heldBytes + held.reduce((n, d) => n + d.length, 0);
+            expect(retainedBy(a, held)).toBeLessThanOrEqual(2 * bytes + 2 * READ + 2 * COPY_BUFFER);
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+});
+
 describe('SendBuffer', () => {
   it('slices without copying and frees on ack', () => {
     const b = new SendBuffer();
