@@ -10,7 +10,7 @@ import type http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
+import { sink } from '../transport/helpers.js';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_ERROR, EXIT_HTTP, EXIT_OK, EXIT_USAGE, main, type CliIo } from '../../src/api/cli.js';
@@ -19,16 +19,6 @@ import * as https from '../../src/api/https.js';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const FIXTURES = path.join(ROOT, 'certs-fixtures');
 const CA = path.join(FIXTURES, 'ca.pem');
-
-/** A writable that keeps what was written. */
-function sink(): PassThrough & { text(): string; bytes(): Buffer } {
-  const chunks: Buffer[] = [];
-  const s = new PassThrough() as PassThrough & { text(): string; bytes(): Buffer };
-  s.on('data', (c: Buffer) => chunks.push(c));
-  s.bytes = () => Buffer.concat(chunks);
-  s.text = () => s.bytes().toString('utf8');
-  return s;
-}
 
 async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string; raw: Buffer }> {
   const stdout = sink();

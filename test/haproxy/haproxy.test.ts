@@ -18,12 +18,11 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { haproxyConfig, HaproxyConfigError, parseBackend, parseHostPort, type HaproxyConfigOptions } from '../../src/api/haproxy.js';
 import { EXIT_OK, EXIT_USAGE, main } from '../../src/api/cli.js';
 import type { MptlsSocket } from '../../src/api/index.js';
-import { close, listen, mptlsConnect, mptlsServer, receiveAll, sendBulk, until, type Server } from '../transport/helpers.js';
+import { close, listen, mptlsConnect, mptlsServer, receiveAll, sendBulk, sink, until, type Server } from '../transport/helpers.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const MiB = 1024 * 1024;
@@ -151,13 +150,6 @@ describe('createServer({ mptcp: { serverId } })', () => {
 });
 
 describe('mptls haproxy-config', () => {
-  function sink(): PassThrough & { text(): string } {
-    const chunks: Buffer[] = [];
-    const s = new PassThrough() as PassThrough & { text(): string };
-    s.on('data', (c: Buffer) => chunks.push(c));
-    s.text = () => Buffer.concat(chunks).toString('utf8');
-    return s;
-  }
   async function run(argv: string[]) {
     const stdout = sink();
     const stderr = sink();

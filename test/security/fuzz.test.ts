@@ -99,6 +99,15 @@ async function legitimate(port: number, strings: string[], keys: Uint8Array[] = 
   }
 }
 
+/** A fuzz target server with its keys read through keysForTesting, and the client-side collections. */
+async function instrumentedServer() {
+  const server = fuzzServer({ preambleTimeoutMs: 1000, handshakeTimeout: 1500 });
+  const inst = instrumentServer(server, { keysOf: keysForTesting });
+  const port = await listen(server);
+  cleanup.push(() => close(server));
+  return { server, inst, port, clientStrings: [] as string[], legitKeys: [] as Uint8Array[] };
+}
+
 describe('fuzzing, small run (the full one: npm run fuzz)', () => {
   it('decodeOption: 20 000 inputs only decode or throw MptcpWireError, none slow', () => {
     const s = fuzzDecoder(lib, makeRng(SEED), 20_000);
@@ -139,12 +148,7 @@ describe('fuzzing, small run (the full one: npm run fuzz)', () => {
       cleanup.push(() => void (console[m] = orig));
     }
 
-    const server = fuzzServer({ preambleTimeoutMs: 1000, handshakeTimeout: 1500 });
-    const inst = instrumentServer(server, { keysOf: keysForTesting });
-    const port = await listen(server);
-    cleanup.push(() => close(server));
-    const clientStrings: string[] = [];
-    const legitKeys: Uint8Array[] = [];
+    const { server, inst, port, clientStrings, legitKeys } = await instrumentedServer();
     let addr = 0;
     const known = Object.keys(SESSION_KINDS).filter((k) => kindInfo(k).known);
     const run = await runSessions(lib, {
@@ -223,12 +227,7 @@ describe('fuzzing, small run (the full one: npm run fuzz)', () => {
   // clients' keys alone. Now the server's keys come from keysForTesting, the
   // counts are checked and a planted key proves the scan can fail.
   it("the key scan sees every server connection's keys and is shown able to fail", async () => {
-    const server = fuzzServer({ preambleTimeoutMs: 1000, handshakeTimeout: 1500 });
-    const inst = instrumentServer(server, { keysOf: keysForTesting });
-    const port = await listen(server);
-    cleanup.push(() => close(server));
-    const clientStrings: string[] = [];
-    const legitKeys: Uint8Array[] = [];
+    const { server, inst, port, clientStrings, legitKeys } = await instrumentedServer();
     const rfc = 'rfc8684 handshake, valid join, then attacks';
     const run = await runSessions(lib, {
       sessions: 12,

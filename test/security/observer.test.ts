@@ -29,10 +29,9 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import net from 'node:net';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { fixtures, listen, close, sendBulk, receiveAll, mptlsServer, mptlsConnect, until } from '../transport/helpers.js';
+import { fixtures, listen, close, sendBulk, receiveAll, mptlsServer, mptlsConnect, until, sink } from '../transport/helpers.js';
 import { startInjectingRelay, type InjectingRelay, type ObservedSubflow } from './injecting-relay.js';
 import { FrameParser, encodeFrameHead, preamble, ROLE_CLIENT, JOIN_TOKEN_OFFSET, PREAMBLE_LENGTH, FRAME_HEADER_LENGTH } from '../../src/transport/userspace/frame.js';
 import { decodeOption } from '../../src/wire/options.js';
@@ -200,14 +199,6 @@ function spellings(key: Uint8Array): string[] {
 
 function expectNoKeys(text: string, keys: Uint8Array[], where: string): void {
   for (const k of keys) for (const s of spellings(k)) expect(text.includes(s), `${where} contains a key (${s})`).toBe(false);
-}
-
-function sink(): PassThrough & { text(): string } {
-  const chunks: Buffer[] = [];
-  const s = new PassThrough() as PassThrough & { text(): string };
-  s.on('data', (c: Buffer) => chunks.push(c));
-  s.text = () => Buffer.concat(chunks).toString('utf8');
-  return s;
 }
 
 // ─── the legitimate connection, through the observer ──────────────────────

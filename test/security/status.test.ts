@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import type http from 'node:http';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
+import { sink } from '../transport/helpers.js';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_OK, main } from '../../src/api/cli.js';
@@ -17,14 +17,6 @@ import { MIB_NAMES } from '../../src/core/mib.js';
 
 const FIXTURES = fileURLToPath(new URL('../../certs-fixtures/', import.meta.url));
 const CA = fs.readFileSync(path.join(FIXTURES, 'ca.pem'));
-
-function sink(): PassThrough & { text(): string } {
-  const chunks: Buffer[] = [];
-  const s = new PassThrough() as PassThrough & { text(): string };
-  s.on('data', (c: Buffer) => chunks.push(c));
-  s.text = () => Buffer.concat(chunks).toString('utf8');
-  return s;
-}
 
 /** One request over multipath (two subflows when `join`); resolves with the status, body and the connection's facts. */
 function get(port: number, target: string, join = false): Promise<{ status: number; body: string; tokens?: { local: number; remote: number }; fingerprints?: { keyA: string; keyB: string } }> {

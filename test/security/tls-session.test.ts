@@ -63,6 +63,21 @@ async function roundTrip(client: tls.TLSSocket, text: string): Promise<string> {
   });
 }
 
+/** A TLS 1.2 multipath connection on one subflow, and the server's socket (echoing when `echo`). */
+async function tls12Pair(echo: boolean): Promise<{ c: MptlsSocket; serverSock: MptlsSocket }> {
+  let serverSock: MptlsSocket | undefined;
+  const server = mptlsServer({}, (s) => {
+    serverSock = s;
+    s.on('error', () => {});
+    if (echo) s.on('data', (d) => s.write(d));
+  });
+  const port = await listen(server);
+  cleanup.push(() => close(server, 500));
+  const c = await mptlsConnect(port, { maxVersion: 'TLSv1.2', mptcp: { localAddresses: ['127.0.0.1'] } });
+  await until(() => !!serverSock, 2000, 'secureConnection');
+  return { c, serverSock: serverSock! };
+}
+
 describe('renegotiation (TLS 1.2) on multipath connections', () => {
   it('a client-initiated renegotiation is refused and counted; the server process carries on', async () => {
     const server = mptlsServer({}, (s) => {
@@ -93,18 +108,9 @@ describe('renegotiation (TLS 1.2) on multipath connections', () => {
   });
 
   it('renegotiate() on a multipath socket answers ERR_MPTLS_RENEGOTIATION and the connection goes on', async () => {
-    let serverSock: MptlsSocket | undefined;
-    const server = mptlsServer({}, (s) => {
-      serverSock = s;
-      s.on('error', () => {});
-      s.on('data', (d) => s.write(d));
-    });
-    const port = await listen(server);
-    cleanup.push(() => close(server, 500));
-    const c = await mptlsConnect(port, { maxVersion: 'TLSv1.2', mptcp: { localAddresses: ['127.0.0.1'] } });
-    await until(() => !!serverSock, 2000, 'secureConnection');
+    const { c, serverSock } = await tls12Pair(true);
     // A server that wants a client certificate after the fact.
-    const err = await new Promise<Error & { code?: string }>((r) => serverSock!.renegotiate({ requestCert: true, rejectUnauthorized: false }, (e) => r(e as Error)));
+    const err = await new Promise<Error & { code?: string }>((r) => serverSock.renegotiate({ requestCert: true, rejectUnauthorized: false }, (e) => r(e as Error)));
     expect(err.code).toBe('ERR_MPTLS_RENEGOTIATION');
     expect(await roundTrip(c, 'still here')).toBe('still here');
     // The client side refuses a server's renegotiation the same way.
@@ -114,22 +120,14 @@ describe('renegotiation (TLS 1.2) on multipath connections', () => {
   });
 
   it('a server-initiated renegotiation (HelloRequest) is refused by the client, counted, and nothing throws', async () => {
-    let serverSock: MptlsSocket | undefined;
-    const server = mptlsServer({}, (s) => {
-      serverSock = s;
-      s.on('error', () => {});
-    });
-    const port = await listen(server);
-    cleanup.push(() => close(server, 500));
-    const c = await mptlsConnect(port, { maxVersion: 'TLSv1.2', mptcp: { localAddresses: ['127.0.0.1'] } });
+    const { c, serverSock } = await tls12Pair(false);
     const errors: (Error & { code?: string })[] = [];
     c.on('error', (e) => errors.push(e));
-    await until(() => !!serverSock, 2000, 'secureConnection');
     // A malicious server's own stack sends HelloRequest (this server's refusal
     // of its own renegotiation is taken out, as a hostile server would).
     (serverSock as unknown as { _handle: { onhandshakestart: () => void } })._handle.onhandshakestart = () => {};
-    nodeRenegotiate.call(serverSock!, {}, () => {});
-    serverSock!.write('x'); // something for the client to read the HelloRequest with
+    nodeRenegotiate.call(serverSock, {}, () => {});
+    serverSock.write('x'); // something for the client to read the HelloRequest with
     await closed(c);
     expect(c.mptcp.counters().TlsRenegotiationRefused).toBe(1);
     expect(errors.map((e) => e.code)).toContain('ERR_MPTLS_RENEGOTIATION');

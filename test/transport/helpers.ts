@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import type net from 'node:net';
+import { PassThrough } from 'node:stream';
 import type tls from 'node:tls';
 import { createServer, connect, type ConnectOptions, type MptlsSocket, type ServerOptions } from '../../src/api/index.js';
 
@@ -101,4 +102,14 @@ export async function until(cond: () => boolean, ms = 5000, what = 'condition'):
     if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** A writable that keeps what was written (CLI stdout/stderr in tests). */
+export function sink(): PassThrough & { text(): string; bytes(): Buffer } {
+  const chunks: Buffer[] = [];
+  const s = new PassThrough() as PassThrough & { text(): string; bytes(): Buffer };
+  s.on('data', (c: Buffer) => chunks.push(c));
+  s.bytes = () => Buffer.concat(chunks);
+  s.text = () => s.bytes().toString('utf8');
+  return s;
 }
