@@ -7,8 +7,8 @@
 import nodeHttps from 'node:https';
 import type http from 'node:http';
 import type tls from 'node:tls';
-import { connect, type MptcpClientOptions, type MptlsSocket } from './client.js';
-import { enableMultipath, type ServerOptions } from './server.js';
+import { connect, type ConnectOptions, type MptcpClientOptions, type MptlsSocket } from './client.js';
+import { enableMultipath, type ServerMptcpInfo, type ServerOptions } from './server.js';
 
 export interface AgentOptions extends nodeHttps.AgentOptions {
   mptcp?: MptcpClientOptions;
@@ -27,7 +27,7 @@ export class Agent extends nodeHttps.Agent {
   }
   override createConnection(options: RequestOptions & tls.ConnectionOptions): MptlsSocket {
     const mptcp = { ...this.mptcp, ...options.mptcp };
-    return connect({ ...options, mptcp, pin: options.pin ?? this.pin } as unknown as import("./client.js").ConnectOptions);
+    return connect({ ...options, mptcp, pin: options.pin ?? this.pin } as unknown as ConnectOptions);
   }
   override getName(options?: RequestOptions): string {
     const base = super.getName(options as nodeHttps.RequestOptions);
@@ -38,7 +38,7 @@ export class Agent extends nodeHttps.Agent {
 
 export const globalAgent = new Agent({ keepAlive: true });
 
-export function createServer(options: ServerOptions, handler?: http.RequestListener): nodeHttps.Server & { mptcp: ReturnType<typeof enableMultipath>['mptcp'] } {
+export function createServer(options: ServerOptions, handler?: http.RequestListener): nodeHttps.Server & { mptcp: ServerMptcpInfo } {
   const tlsOptions = { ...options };
   delete tlsOptions.mptcp;
   const server = nodeHttps.createServer(tlsOptions, handler);

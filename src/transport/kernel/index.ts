@@ -1,7 +1,11 @@
 /**
- * The Linux kernel MPTCP bridge: IPPROTO_MPTCP sockets through a lazily
- * loaded FFI (koffi, optional), the MPTCP/TCP socket options, and
- * `socket.mptcp` for kernel-mode connections.
+ * `mptls/kernel`: the Linux kernel MPTCP bridge's low-level pieces, for
+ * tools and tests: IPPROTO_MPTCP sockets through a lazily loaded FFI (koffi,
+ * optional, raw `ffi()` included), the MPTCP/TCP socket options and their
+ * decoders, and `socket.mptcp` for kernel-mode connections. Applications
+ * use `connect({ mptcp: { transport: 'kernel' } })` and
+ * `createServer({ mptcp: { kernel: true } })` from `mptls` instead; the
+ * transport behind those is kernel/client.ts and kernel/server.ts.
  */
 export {
   ffi,

@@ -7,9 +7,11 @@
  */
 import type net from 'node:net';
 import type { Endpoint } from '../../core/endpoint.js';
-import type { Connection } from '../../core/connection.js';
+import type { Connection } from '../../core/connection/index.js';
 import { encodeFrameHead, FrameParser, MAGIC, preamble, ROLE_SERVER, type ParsedItem } from './frame.js';
 import { MultipathDriver, now, type DriverOptions } from './driver.js';
+import type { Segment } from '../../core/types.js';
+import { SERVER_DEFAULTS } from '../../core/config.js';
 
 export interface AcceptorOptions {
   /** A new subflow must send its preamble and first frame within this. Default 10 000 ms. */
@@ -29,6 +31,22 @@ export interface AcceptorEvents {
   refused(reason: string, socket: net.Socket): void;
 }
 
+/**
+ * A TCP connection still sending its preamble and first frame: the state the
+ * acceptor keeps for it until it is settled (handed on, refused or dropped).
+ */
+interface PendingSubflow {
+  readonly socket: net.Socket;
+  readonly parser: FrameParser;
+  /** Items parsed so far: the preamble, then the first segment and any that came with it. */
+  readonly items: ParsedItem[];
+  readonly timer: NodeJS.Timeout;
+  settled: boolean;
+  readonly onData: (chunk: Buffer) => void;
+  readonly onError: () => void;
+  readonly onClose: () => void;
+}
+
 export class Acceptor {
   private readonly drivers = new WeakMap<Connection, MultipathDriver>();
   private pending = 0;
@@ -37,16 +55,16 @@ export class Acceptor {
   private readonly driverOptions: DriverOptions | undefined;
   /** Counters of the acceptor itself (the endpoint counts protocol events). */
   readonly stats = { plain: 0, multipath: 0, joins: 0, refused: 0, preambleTimeouts: 0, badFirstFrame: 0, overload: 0, evicted: 0 };
-  /** Connections still sending their preamble, oldest first, with how to drop each. */
-  private readonly waiting = new Map<net.Socket, () => void>();
+  /** Connections still sending their preamble, oldest first. */
+  private readonly waiting = new Map<net.Socket, PendingSubflow>();
 
   constructor(
     readonly endpoint: Endpoint,
     private readonly events: AcceptorEvents,
     options: AcceptorOptions = {},
   ) {
-    this.preambleTimeoutMs = options.preambleTimeoutMs ?? 10_000;
-    this.maxPending = options.maxPendingSubflows ?? 1024;
+    this.preambleTimeoutMs = options.preambleTimeoutMs ?? SERVER_DEFAULTS.preambleTimeoutMs;
+    this.maxPending = options.maxPendingSubflows ?? SERVER_DEFAULTS.maxPendingSubflows;
     this.driverOptions = options.driver;
     // The endpoint may change another connection's state while it handles a
     // new subflow (it evicts a pending join to keep the join pool fair): that
@@ -72,110 +90,146 @@ export class Acceptor {
 
   /** Takes a freshly accepted TCP connection. */
   handle(socket: net.Socket): void {
-    if (this.pending >= this.maxPending) {
-      // Full: drop the connection that has waited longest, not the newcomer.
-      // Idle connections cannot lock the port: a client that sends its
-      // preamble promptly is served even while an attacker keeps the pool full.
-      const oldest = this.waiting.entries().next().value as [net.Socket, () => void] | undefined;
-      if (oldest) {
-        this.stats.evicted++;
-        oldest[1]();
-        oldest[0].destroy();
-      } else {
-        this.stats.overload++;
+    if (!this.makeRoom()) {
+      socket.destroy();
+      return;
+    }
+    this.pending++;
+    const sub = this.track(socket);
+    this.waiting.set(socket, sub);
+    socket.on('data', sub.onData);
+    socket.on('error', sub.onError);
+    socket.on('close', sub.onClose);
+  }
+
+  /**
+   * Room for one more pending subflow. Full: drop the connection that has
+   * waited longest, not the newcomer. Idle connections cannot lock the port: a
+   * client that sends its preamble promptly is served even while an attacker
+   * keeps the pool full. False when there is nobody to drop.
+   */
+  private makeRoom(): boolean {
+    if (this.pending < this.maxPending) return true;
+    const oldest = this.waiting.values().next().value as PendingSubflow | undefined;
+    if (!oldest) {
+      this.stats.overload++;
+      return false;
+    }
+    this.stats.evicted++;
+    this.settle(oldest);
+    oldest.socket.destroy();
+    return true;
+  }
+
+  /** The per-socket state, its preamble timer running. */
+  private track(socket: net.Socket): PendingSubflow {
+    const sub: PendingSubflow = {
+      socket,
+      parser: new FrameParser(),
+      items: [],
+      timer: setTimeout(() => this.onTimeout(sub), this.preambleTimeoutMs),
+      settled: false,
+      onData: (chunk) => this.onData(sub, chunk),
+      onError: () => this.onError(sub),
+      onClose: () => void this.settle(sub),
+    };
+    sub.timer.unref();
+    return sub;
+  }
+
+  /** Stops tracking a pending subflow; false if it was settled already. */
+  private settle(sub: PendingSubflow): boolean {
+    if (sub.settled) return false;
+    sub.settled = true;
+    this.pending--;
+    this.waiting.delete(sub.socket);
+    clearTimeout(sub.timer);
+    sub.socket.removeListener('data', sub.onData);
+    sub.socket.removeListener('error', sub.onError);
+    sub.socket.removeListener('close', sub.onClose);
+    return true;
+  }
+
+  private onTimeout(sub: PendingSubflow): void {
+    this.stats.preambleTimeouts++;
+    this.settle(sub);
+    sub.socket.destroy();
+  }
+
+  private onError(sub: PendingSubflow): void {
+    if (this.settle(sub)) sub.socket.destroy();
+  }
+
+  private onData(sub: PendingSubflow, chunk: Buffer): void {
+    const { parser, items } = sub;
+    if (items.length === 0 && !parser.sawPreamble && parser.pending === 0 && chunk[0] !== MAGIC[0]) {
+      this.handOnPlain(sub, chunk);
+      return;
+    }
+    let got: ParsedItem[];
+    try {
+      got = parser.push(chunk);
+    } catch (e) {
+      this.stats.badFirstFrame++;
+      if (this.settle(sub)) sub.socket.destroy();
+      this.events.refused((e as Error).message, sub.socket);
+      return;
+    }
+    items.push(...got);
+    const firstSeg = items.findIndex((i) => i.kind === 'segment');
+    if (firstSeg < 0) return;
+    if (!this.settle(sub)) return;
+    sub.socket.pause();
+    const first = items[firstSeg];
+    if (first.kind !== 'segment') return;
+    this.route(sub.socket, parser, first.segment, items.slice(firstSeg + 1));
+  }
+
+  /** Not ours: a plain TLS (or other) client. Put the bytes back. */
+  private handOnPlain(sub: PendingSubflow, chunk: Buffer): void {
+    if (!this.settle(sub)) return;
+    sub.socket.pause();
+    sub.socket.unshift(chunk);
+    this.stats.plain++;
+    this.events.plain(sub.socket);
+  }
+
+  /** The first segment decides, through the endpoint: a new connection, a join, or a refusal. */
+  private route(socket: net.Socket, parser: FrameParser, first: Segment, rest: ParsedItem[]): void {
+    const r = this.endpoint.handleNewSubflow(first, {
+      localAddress: socket.localAddress,
+      localPort: socket.localPort,
+      remoteAddress: socket.remoteAddress,
+      remotePort: socket.remotePort,
+    }, now());
+    if (r.kind === 'refused') {
+      this.refuse(socket, r.reply, r.reason);
+    } else if (r.kind === 'connection') {
+      this.stats.multipath++;
+      const driver = new MultipathDriver(r.connection, this.driverOptions);
+      this.drivers.set(r.connection, driver);
+      driver.attach(r.subflow, socket, parser, rest);
+      socket.resume();
+      this.events.connection(driver);
+    } else {
+      this.stats.joins++;
+      const driver = this.drivers.get(r.connection);
+      if (!driver || driver.isClosed) {
         socket.destroy();
         return;
       }
+      driver.attach(r.subflow, socket, parser, rest);
+      socket.resume();
     }
-    this.pending++;
-    let settled = false;
-    const parser = new FrameParser();
-    const items: ParsedItem[] = [];
-    const timer = setTimeout(() => {
-      this.stats.preambleTimeouts++;
-      finish();
-      socket.destroy();
-    }, this.preambleTimeoutMs);
-    timer.unref();
-    const finish = () => {
-      if (settled) return false;
-      settled = true;
-      this.pending--;
-      this.waiting.delete(socket);
-      clearTimeout(timer);
-      socket.removeListener('data', onData);
-      socket.removeListener('error', onError);
-      socket.removeListener('close', onClose);
-      return true;
-    };
-    const onError = () => {
-      if (finish()) socket.destroy();
-    };
-    const onClose = () => finish();
-    const onData = (chunk: Buffer) => {
-      if (items.length === 0 && !parser.sawPreamble && parser.pending === 0 && chunk[0] !== MAGIC[0]) {
-        // Not ours: a plain TLS (or other) client. Put the bytes back.
-        if (!finish()) return;
-        socket.pause();
-        socket.unshift(chunk);
-        this.stats.plain++;
-        this.events.plain(socket);
-        return;
-      }
-      let got: ParsedItem[];
-      try {
-        got = parser.push(chunk);
-      } catch (e) {
-        this.stats.badFirstFrame++;
-        if (finish()) socket.destroy();
-        this.events.refused((e as Error).message, socket);
-        return;
-      }
-      items.push(...got);
-      const firstSeg = items.findIndex((i) => i.kind === 'segment');
-      if (firstSeg < 0) return;
-      if (!finish()) return;
-      socket.pause();
-      const first = items[firstSeg];
-      if (first.kind !== 'segment') return;
-      const rest = items.slice(firstSeg + 1);
-      const r = this.endpoint.handleNewSubflow(first.segment, now(), {
-        localAddress: socket.localAddress,
-        localPort: socket.localPort,
-        remoteAddress: socket.remoteAddress,
-        remotePort: socket.remotePort,
-      });
-      if (r.kind === 'refused') {
-        this.stats.refused++;
-        socket.on('error', () => {});
-        socket.write(preamble(ROLE_SERVER));
-        socket.end(encodeFrameHead(r.reply));
-        setTimeout(() => socket.destroy(), 1000).unref();
-        this.events.refused(r.reason, socket);
-        return;
-      }
-      let driver: MultipathDriver | undefined;
-      if (r.kind === 'connection') {
-        this.stats.multipath++;
-        driver = new MultipathDriver(r.connection, this.driverOptions);
-        this.drivers.set(r.connection, driver);
-        driver.attach(r.subflow, socket, parser, rest);
-        socket.resume();
-        this.events.connection(driver);
-      } else {
-        this.stats.joins++;
-        driver = this.drivers.get(r.connection);
-        if (!driver || driver.isClosed) {
-          socket.destroy();
-          return;
-        }
-        driver.attach(r.subflow, socket, parser, rest);
-        socket.resume();
-      }
-    };
-    this.waiting.set(socket, () => finish());
-    socket.on('data', onData);
-    socket.on('error', onError);
-    socket.on('close', onClose);
+  }
+
+  /** Writes the refusal (preamble + MP_TCPRST frame) and closes; destroyed after 1 s at the latest. */
+  private refuse(socket: net.Socket, reply: Segment, reason: string): void {
+    this.stats.refused++;
+    socket.on('error', () => {});
+    socket.write(preamble(ROLE_SERVER));
+    socket.end(encodeFrameHead(reply));
+    setTimeout(() => socket.destroy(), 1000).unref();
+    this.events.refused(reason, socket);
   }
 }

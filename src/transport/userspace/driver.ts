@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import type { Connection, SubflowInfo } from '../../core/connection.js';
+import type { Connection } from '../../core/connection/index.js';
 import type { CloseReason, ConnectionEvent, Transmit } from '../../core/types.js';
 import { encodeFrameHead, FrameError, FrameParser, preamble, ROLE_CLIENT, ROLE_SERVER, type ParsedItem } from './frame.js';
 
@@ -37,8 +37,6 @@ interface SubflowSocket {
   kernelUnsent: number;
   probedAt: number;
 }
-
-export interface SubflowEventInfo extends SubflowInfo {}
 
 /** A monotonic clock in ms. */
 export const now = (): number => performance.now();
@@ -81,7 +79,7 @@ export class MultipathDriver extends EventEmitter {
     socket.on('data', (chunk: Buffer) => this.onData(sf, chunk));
     socket.on('end', () => {
       if (this.beforePreamble(sf, 'the server closed without the mptls preamble')) return;
-      if (!sf.ended) this.conn.handleSubflowClosed(id, now(), 'fin');
+      if (!sf.ended) this.conn.handleSubflowClosed(id, 'fin', now());
       sf.ended = true;
       socket.end();
       this.pump();
@@ -98,7 +96,7 @@ export class MultipathDriver extends EventEmitter {
         } else if (this.beforePreamble(sf, 'the server closed without the mptls preamble')) return;
       }
       this.subflows.delete(id);
-      if (!sf.ended) this.conn.handleSubflowClosed(id, now(), 'reset');
+      if (!sf.ended) this.conn.handleSubflowClosed(id, 'reset', now());
       sf.ended = true;
       this.pump();
     });
@@ -155,7 +153,7 @@ export class MultipathDriver extends EventEmitter {
     this.emit('frame-error', sf.id, e);
     this.conn.mib.inc('ProtocolError');
     sf.ended = true;
-    this.conn.handleSubflowClosed(sf.id, now(), 'error');
+    this.conn.handleSubflowClosed(sf.id, 'error', now());
     sf.socket.destroy();
     this.pump();
   }
@@ -269,7 +267,7 @@ export class MultipathDriver extends EventEmitter {
   private openSubflow(ev: Extract<ConnectionEvent, { type: 'subflow-open' }>): void {
     const port = ev.remotePort ?? this.options.defaultPort;
     if (port === undefined) {
-      this.conn.handleSubflowClosed(ev.subflow, now(), 'error');
+      this.conn.handleSubflowClosed(ev.subflow, 'error', now());
       return;
     }
     const connect = this.options.connect ?? ((o) => net.connect(o));
@@ -278,7 +276,7 @@ export class MultipathDriver extends EventEmitter {
       socket = connect({ host: ev.remoteAddress, port, localAddress: ev.localAddress });
     } catch (e) {
       this.errors.push(`join ${ev.subflow}: ${(e as Error).message}`);
-      this.conn.handleSubflowClosed(ev.subflow, now(), 'error');
+      this.conn.handleSubflowClosed(ev.subflow, 'error', now());
       return;
     }
     this.attach(ev.subflow, socket);

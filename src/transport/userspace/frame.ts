@@ -56,18 +56,19 @@ export function preamble(role: number): Uint8Array {
   return Uint8Array.of(...MAGIC, VERSION, role, 0, 0);
 }
 
-/**
- * Encodes a segment's frame header and options (and DATA_FIN MAC) into one
- * buffer; the payload is written after it separately (no copy of payload
- * bytes). Frame heads are carved from 64 KiB slabs rather than allocated one by one
- * (one allocation per ~1 500 frames instead of per frame). A slab is never
- * reused: once every head cut from it has been written, it is garbage.
- */
+// Frame heads are carved from 64 KiB slabs rather than allocated one by one
+// (one allocation per ~1 500 frames instead of per frame). A slab is never
+// reused: once every head cut from it has been written, it is garbage.
 const SLAB_SIZE = 64 * 1024;
 let slab = Buffer.allocUnsafe(SLAB_SIZE);
 let slabView = new DataView(slab.buffer, slab.byteOffset, slab.byteLength);
 let slabUsed = 0;
 
+/**
+ * Encodes a segment's frame header and options (and DATA_FIN MAC) into one
+ * buffer; the payload is written after it separately (no copy of payload
+ * bytes).
+ */
 export function encodeFrameHead(seg: Segment): Uint8Array {
   let optLen = 0;
   for (const o of seg.options) optLen += optionLength(o);
@@ -105,12 +106,19 @@ export function encodeFrameHead(seg: Segment): Uint8Array {
 export type ParsedItem = { kind: 'preamble'; version: number; role: number } | { kind: 'segment'; segment: Segment };
 
 /**
- * A streaming parser (an explicit state machine, like ws's Receiver): feed
- * it chunks as they arrive; it returns items as soon as they can be handed
- * on and keeps at most one frame header and option area. Payloads are
- * always views into the socket's chunks: a payload split across reads comes
- * out as a segment with the first piece and continuation segments (no
- * options) with the rest, which the core joins through the DSS mapping.
+ * A streaming parser: feed it chunks as they arrive; it returns items as soon
+ * as they can be handed on and keeps at most one frame header and option
+ * area. Payloads are always views into the socket's chunks: a payload split
+ * across reads comes out as a segment with the first piece and continuation
+ * segments (no options) with the rest, which the core joins through the DSS
+ * mapping.
+ *
+ * Written as a dispatch loop (like ws's Receiver `startLoop`): `push` switches
+ * on the state and calls one small method per state; each method consumes
+ * what it can and returns false when it needs more bytes.
+ *
+ *   preamble ──▶ header ──▶ options (+ FIN_MAC, first payload piece) ──▶ header …
+ *                              └──▶ payload (the rest, piece by piece) ──▶ header …
  */
 export class FrameParser {
   private chunks: Uint8Array[] = [];
@@ -130,10 +138,6 @@ export class FrameParser {
   get pending(): number {
     return this.buffered;
   }
-  /** Whether the parser stands at a frame boundary (no frame half-read). */
-  get atFrameBoundary(): boolean {
-    return this.state === 'header' && this.buffered === 0;
-  }
   /** Whether the preamble has been seen yet. */
   get sawPreamble(): boolean {
     return this.state !== 'preamble';
@@ -148,74 +152,21 @@ export class FrameParser {
     }
     const out: ParsedItem[] = [];
     try {
-      for (;;) {
-        if (this.state === 'preamble') {
-          // Check the magic as soon as bytes arrive, so a non-mptls peer is
-          // recognised on its first byte.
-          const n = Math.min(this.buffered, MAGIC.length);
-          const head = this.peek(n);
-          for (let i = 0; i < n; i++) {
-            if (head[i] !== MAGIC[i]) throw new FrameError(this.consumed + i, 'not an mptls stream (bad magic)');
-          }
-          if (this.buffered < PREAMBLE_LENGTH) break;
-          const p = this.take(PREAMBLE_LENGTH);
-          if (p[4] !== VERSION) throw new FrameError(this.consumed - 4, `unsupported version ${p[4]}`);
-          out.push({ kind: 'preamble', version: p[4], role: p[5] });
-          this.state = 'header';
-        } else if (this.state === 'header') {
-          if (this.buffered < FRAME_HEADER_LENGTH) break;
-          const h = this.take(FRAME_HEADER_LENGTH);
-          this.header.set(h);
-          const type = h[0];
-          if (type !== FrameType.SEGMENT) throw new FrameError(this.consumed - FRAME_HEADER_LENGTH, `unknown frame type ${type}`);
-          const dv = new DataView(h.buffer, h.byteOffset, h.byteLength);
-          this.optLen = dv.getUint16(2);
-          this.payloadLen = dv.getUint32(4);
-          if (this.optLen > MAX_OPTIONS_LENGTH) throw new FrameError(this.consumed - 14, `options length ${this.optLen} over ${MAX_OPTIONS_LENGTH}`);
-          if (this.payloadLen > MAX_PAYLOAD_LENGTH) throw new FrameError(this.consumed - 12, `payload length ${this.payloadLen} over ${MAX_PAYLOAD_LENGTH}`);
-          if ((h[1] & ~(FrameFlag.WINDOW | FrameFlag.ACK | FrameFlag.FIN_MAC)) !== 0) throw new FrameError(this.consumed - 15, `unknown flags 0x${h[1].toString(16)}`);
-          this.macLen = h[1] & FrameFlag.FIN_MAC ? FIN_MAC_LENGTH : 0;
-          this.state = 'options';
-        } else if (this.state === 'payload') {
-          // The rest of a frame's payload, as it arrives: each piece is a
-          // view into one chunk, handed on as a continuation segment (the
-          // core continues the DSS mapping across segments, as over TCP).
-          if (this.buffered === 0) break;
-          const n = Math.min(this.payloadLeft, this.chunks[0].length);
-          out.push({ kind: 'segment', segment: { options: [], payload: this.take(n) } });
-          this.payloadLeft -= n;
-          if (this.payloadLeft === 0) this.state = 'header';
-        } else {
-          const head = this.optLen + this.macLen;
-          if (this.buffered < head) break;
-          // Options whole; the payload may follow in pieces (no copy).
-          if (this.payloadLen > 0 && this.buffered === head) break;
-          const start = this.consumed;
-          const opts = this.take(this.optLen);
-          // 8 bytes: copied, so they pin no socket read.
-          const mac = this.macLen > 0 ? this.take(this.macLen).slice() : undefined;
-          let payload: Uint8Array | undefined;
-          if (this.payloadLen > 0) {
-            const n = Math.min(this.payloadLen, this.chunks[0].length);
-            payload = this.take(n);
-            this.payloadLeft = this.payloadLen - n;
-          }
-          let options: MptcpOption[];
-          try {
-            options = decodeOptions(opts);
-          } catch (e) {
-            if (e instanceof MptcpWireError) throw new FrameError(start + e.offset, `bad option: ${e.reason}`);
-            throw e;
-          }
-          const h = this.header;
-          const dv = new DataView(h.buffer, h.byteOffset, h.byteLength);
-          const segment: Segment = { options };
-          if (payload) segment.payload = payload;
-          if (mac) segment.dataFinMac = mac;
-          if (h[1] & FrameFlag.WINDOW) segment.window = dv.getUint32(8);
-          if (h[1] & FrameFlag.ACK) segment.ack = dv.getUint32(12);
-          out.push({ kind: 'segment', segment });
-          this.state = this.payloadLeft > 0 ? 'payload' : 'header';
+      let more = true;
+      while (more) {
+        switch (this.state) {
+          case 'preamble':
+            more = this.getPreamble(out);
+            break;
+          case 'header':
+            more = this.getHeader();
+            break;
+          case 'options':
+            more = this.getOptions(out);
+            break;
+          case 'payload':
+            more = this.getPayload(out);
+            break;
         }
       }
     } catch (e) {
@@ -225,6 +176,91 @@ export class FrameParser {
       throw this.failed;
     }
     return out;
+  }
+
+  /** The 8-byte preamble. The magic is checked as soon as bytes arrive, so a non-mptls peer is recognised on its first byte. */
+  private getPreamble(out: ParsedItem[]): boolean {
+    const n = Math.min(this.buffered, MAGIC.length);
+    const head = this.peek(n);
+    for (let i = 0; i < n; i++) {
+      if (head[i] !== MAGIC[i]) throw new FrameError(this.consumed + i, 'not an mptls stream (bad magic)');
+    }
+    if (this.buffered < PREAMBLE_LENGTH) return false;
+    const p = this.take(PREAMBLE_LENGTH);
+    if (p[4] !== VERSION) throw new FrameError(this.consumed - 4, `unsupported version ${p[4]}`);
+    out.push({ kind: 'preamble', version: p[4], role: p[5] });
+    this.state = 'header';
+    return true;
+  }
+
+  /** The 16-byte frame header: type, flags and both lengths checked before anything else is read. */
+  private getHeader(): boolean {
+    if (this.buffered < FRAME_HEADER_LENGTH) return false;
+    const h = this.take(FRAME_HEADER_LENGTH);
+    this.header.set(h);
+    const type = h[0];
+    if (type !== FrameType.SEGMENT) throw new FrameError(this.consumed - FRAME_HEADER_LENGTH, `unknown frame type ${type}`);
+    const dv = new DataView(h.buffer, h.byteOffset, h.byteLength);
+    this.optLen = dv.getUint16(2);
+    this.payloadLen = dv.getUint32(4);
+    if (this.optLen > MAX_OPTIONS_LENGTH) throw new FrameError(this.consumed - 14, `options length ${this.optLen} over ${MAX_OPTIONS_LENGTH}`);
+    if (this.payloadLen > MAX_PAYLOAD_LENGTH) throw new FrameError(this.consumed - 12, `payload length ${this.payloadLen} over ${MAX_PAYLOAD_LENGTH}`);
+    if ((h[1] & ~(FrameFlag.WINDOW | FrameFlag.ACK | FrameFlag.FIN_MAC)) !== 0) throw new FrameError(this.consumed - 15, `unknown flags 0x${h[1].toString(16)}`);
+    this.macLen = h[1] & FrameFlag.FIN_MAC ? FIN_MAC_LENGTH : 0;
+    this.state = 'options';
+    return true;
+  }
+
+  /**
+   * The option area and DATA_FIN MAC, whole, with the first piece of the
+   * payload (at least one byte of it when there is a payload): one segment.
+   * The payload may follow in pieces (no copy).
+   */
+  private getOptions(out: ParsedItem[]): boolean {
+    const head = this.optLen + this.macLen;
+    if (this.buffered < head) return false;
+    if (this.payloadLen > 0 && this.buffered === head) return false;
+    const start = this.consumed;
+    const opts = this.take(this.optLen);
+    // 8 bytes: copied, so they pin no socket read.
+    const mac = this.macLen > 0 ? this.take(this.macLen).slice() : undefined;
+    let payload: Uint8Array | undefined;
+    if (this.payloadLen > 0) {
+      const n = Math.min(this.payloadLen, this.chunks[0].length);
+      payload = this.take(n);
+      this.payloadLeft = this.payloadLen - n;
+    }
+    let options: MptcpOption[];
+    try {
+      options = decodeOptions(opts);
+    } catch (e) {
+      if (e instanceof MptcpWireError) throw new FrameError(start + e.offset, `bad option: ${e.reason}`);
+      throw e;
+    }
+    const h = this.header;
+    const dv = new DataView(h.buffer, h.byteOffset, h.byteLength);
+    const segment: Segment = { options };
+    if (payload) segment.payload = payload;
+    if (mac) segment.dataFinMac = mac;
+    if (h[1] & FrameFlag.WINDOW) segment.window = dv.getUint32(8);
+    if (h[1] & FrameFlag.ACK) segment.ack = dv.getUint32(12);
+    out.push({ kind: 'segment', segment });
+    this.state = this.payloadLeft > 0 ? 'payload' : 'header';
+    return true;
+  }
+
+  /**
+   * The rest of a frame's payload, as it arrives: each piece is a view into
+   * one chunk, handed on as a continuation segment (the core continues the
+   * DSS mapping across segments, as over TCP).
+   */
+  private getPayload(out: ParsedItem[]): boolean {
+    if (this.buffered === 0) return false;
+    const n = Math.min(this.payloadLeft, this.chunks[0].length);
+    out.push({ kind: 'segment', segment: { options: [], payload: this.take(n) } });
+    this.payloadLeft -= n;
+    if (this.payloadLeft === 0) this.state = 'header';
+    return true;
   }
 
   /** The first n buffered bytes without consuming (n small). */

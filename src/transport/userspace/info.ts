@@ -1,20 +1,21 @@
 /**
- * `socket.mptcp`: what a TLSSocket of mptls says about its multipath side.
+ * `socket.mptcp` of the userspace transport (and of a plain TCP connection):
+ * what a TLSSocket of mptls says about its multipath side.
  * Counters and fingerprints only: never key material.
  */
-import type { MibCounters } from '../core/mib.js';
-import { MIB_NAMES } from '../core/mib.js';
-import type { MultipathDriver } from '../transport/userspace/driver.js';
-
-export type { MptcpMode, MptcpSubflow, MptcpSocketInfo } from '../transport/socket-info.js';
-import type { MptcpMode, MptcpSubflow, MptcpSocketInfo } from '../transport/socket-info.js';
+import type net from 'node:net';
+import type { MibCounters } from '../../core/mib.js';
+import { MIB_NAMES } from '../../core/mib.js';
+import type { MptcpMode, MptcpSubflow } from '../socket-info.js';
+import type { KeyBinding, TransportInfo } from '../types.js';
+import { now, type MultipathDriver } from './driver.js';
 
 export function zeroCounters(): MibCounters {
   return Object.fromEntries(MIB_NAMES.map((n) => [n, 0])) as MibCounters;
 }
 
 /** `socket.mptcp` of a userspace multipath connection. */
-export class UserspaceInfo implements MptcpSocketInfo {
+export class UserspaceInfo implements TransportInfo {
   mode: MptcpMode = 'userspace';
   fallbackReason: string | undefined;
   keyFingerprints: { keyA: string; keyB: string } | undefined;
@@ -55,10 +56,12 @@ export class UserspaceInfo implements MptcpSocketInfo {
 }
 
 /** `socket.mptcp` of a connection that runs over plain TCP. */
-export class FallbackInfo implements MptcpSocketInfo {
+export class FallbackInfo implements TransportInfo {
   readonly mode = 'fallback' as const;
   readonly keysConfirmed = false;
   constructor(readonly fallbackReason: string) {}
+  /** Nothing to record: a plain TCP connection binds no keys. */
+  setKeyFingerprints(): void {}
   subflows(): MptcpSubflow[] {
     return [];
   }
@@ -72,7 +75,7 @@ export class FallbackInfo implements MptcpSocketInfo {
  * a JS stream does not have: give it those of the connection that stands for
  * it (the first live subflow, or the plain TCP connection after fallback).
  */
-export function exposeAddresses(target: object, source: () => import('node:net').Socket | undefined): void {
+export function exposeAddresses(target: object, source: () => net.Socket | undefined): void {
   // Like net.Socket, keep answering after the connection closed.
   const names = ['remoteAddress', 'remotePort', 'remoteFamily', 'localAddress', 'localPort', 'localFamily'] as const;
   const last: Record<string, unknown> = {};
@@ -90,4 +93,26 @@ export function exposeAddresses(target: object, source: () => import('node:net')
       },
     });
   }
+}
+
+/**
+ * The keys of a userspace connection, either side: installed into the core
+ * once the TLS handshake is done (tokenA is the client's token, tokenB the
+ * server's), only for an established external-key connection and while
+ * `usable()` (the client: not fallen back to plain TLS).
+ */
+export function userspaceKeyBinding(driver: MultipathDriver, usable: () => boolean = () => true): KeyBinding {
+  const conn = driver.conn;
+  return {
+    use: 'install',
+    context: () => {
+      if (!usable() || conn.state !== 'established' || conn.mode !== 'external') return undefined;
+      return conn.role === 'client' ? { tokenA: conn.localToken, tokenB: conn.remoteToken } : { tokenA: conn.remoteToken, tokenB: conn.localToken };
+    },
+    install: (keyA, keyB) => {
+      conn.installKeys(keyA, keyB, now());
+      driver.pump();
+    },
+    count: (counter) => conn.mib.inc(counter),
+  };
 }
