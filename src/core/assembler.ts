@@ -49,6 +49,8 @@ export interface InsertResult {
   outOfOrder: boolean;
   /** Refused: queuing them would charge more than the caller's limit (see PIECE_CHARGE). */
   overLimit?: boolean;
+  /** Queued out of order after every piece already held (Linux's OFO queue tail). */
+  atTail?: boolean;
 }
 
 export class Assembler {
@@ -123,6 +125,7 @@ export class Assembler {
     }
     let accepted = 0;
     let i = this.lowerBound(start);
+    const atTail = i === this.ooo.length;
     const prev = this.ooo[i - 1];
     let s = start;
     if (prev && prev.start + prev.data.length > s) s = prev.start + prev.data.length;
@@ -143,7 +146,7 @@ export class Assembler {
       }
     }
     end = start + data.length;
-    return { accepted, duplicate: dup + (data.length - accepted), outOfOrder: true };
+    return { accepted, duplicate: dup + (data.length - accepted), outOfOrder: true, atTail };
   }
 
   /** The next in-order bytes, or null. */

@@ -6,8 +6,10 @@
 import type { MpCapableOption, MpJoinSynOption } from '../wire/types.js';
 import { CapableFlag, TcpRstFlag, TcpRstReason } from '../wire/types.js';
 import { randomBytes, tokenFromKey } from '../crypto/index.js';
-import { Connection, type ConnectionHost } from './connection.js';
+import { Connection, type ConnectionHost } from './connection/index.js';
+import { startClient, startServer } from './connection/handshake.js';
 import { Mib } from './mib.js';
+import { ENDPOINT_DEFAULTS } from './config.js';
 import { RandomTokenAllocator, type RandomSource, type TokenAllocator } from './token.js';
 import type { ClientConnectOptions, ConnectionOptions, EndpointOptions, KeyMode, PathInfo, Segment, AddressInfo } from './types.js';
 
@@ -80,9 +82,9 @@ export class Endpoint {
     this.random = options.random ?? randomBytes;
     this.allocator = options.tokenAllocator ?? new RandomTokenAllocator(this.random);
     this.acceptModes = options.acceptModes ?? ['external'];
-    this.maxConnections = options.maxConnections ?? 65536;
-    this.maxPendingJoins = options.maxPendingJoins ?? 1024;
-    this.maxPendingJoinsPerSource = options.maxPendingJoinsPerSource ?? 64;
+    this.maxConnections = options.maxConnections ?? ENDPOINT_DEFAULTS.maxConnections;
+    this.maxPendingJoins = options.maxPendingJoins ?? ENDPOINT_DEFAULTS.maxPendingJoins;
+    this.maxPendingJoinsPerSource = options.maxPendingJoinsPerSource ?? ENDPOINT_DEFAULTS.maxPendingJoinsPerSource;
     this.joinSource = options.joinSource ?? defaultJoinSource;
     this.onWake = options.onWake;
     this.serverDefaults = options.server ?? {};
@@ -172,7 +174,7 @@ export class Endpoint {
   }
 
   /** Client: a new connection; its initial subflow (id 0) has the MP_CAPABLE SYN queued. */
-  connect(now: number, options: ClientConnectOptions): Connection {
+  connect(options: ClientConnectOptions, now: number): Connection {
     if (this.tokens.size >= this.maxConnections) {
       this.mib.inc('ConnectionLimit');
       throw new RangeError('connection limit reached');
@@ -188,7 +190,7 @@ export class Endpoint {
     });
     const local = this.newLocalIdentity(options.mode);
     if (!local) throw new RangeError('no free token');
-    conn.startClient(now, local);
+    startClient(conn, local, now);
     this.tokens.set(conn.localToken, conn);
     return conn;
   }
@@ -197,7 +199,7 @@ export class Endpoint {
    * Server: the first segment of a new subflow. Never throws on peer input:
    * anything it cannot accept becomes `refused` with a reason and a counter.
    */
-  handleNewSubflow(segment: Segment, now: number, path: PathInfo = {}): NewSubflowResult {
+  handleNewSubflow(segment: Segment, path: PathInfo, now: number): NewSubflowResult {
     const refuse = (reason: string, rst: number = TcpRstReason.MPTCP_SPECIFIC, flags = 0): NewSubflowResult => {
       this.mib.inc('MPRstTx');
       return { kind: 'refused', reason, reply: { options: [{ subtype: 'MP_TCPRST', flags, reason: rst }] } };
@@ -235,7 +237,7 @@ export class Endpoint {
         now,
         announce: (defaults as { announce?: AddressInfo[] }).announce,
       });
-      const subflow = conn.startServer(now, { token: local.token, key: local.key }, path);
+      const subflow = startServer(conn, { token: local.token, key: local.key }, path, now);
       this.tokens.set(conn.localToken, conn);
       return { kind: 'connection', connection: conn, subflow };
     }

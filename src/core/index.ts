@@ -1,5 +1,6 @@
 export { Endpoint, type NewSubflowResult } from './endpoint.js';
-export { Connection, DEFAULT_LIMITS, DEFAULT_TIMERS, type SubflowInfo, type ConnectionState } from './connection.js';
+export { Connection, type SubflowInfo, type ConnectionState } from './connection/index.js';
+export { DEFAULT_LIMITS, DEFAULT_TIMERS, DEFAULT_MSS, TRANSPORT_MSS, ENDPOINT_DEFAULTS, SERVER_DEFAULTS, BOUNDS } from './config.js';
 export { Mib, MIB_NAMES, type MibName, type MibCounters } from './mib.js';
 export {
   createScheduler,

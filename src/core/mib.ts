@@ -9,7 +9,6 @@ export const MIB_NAMES = [
   'MPCapableSYNTX',
   'MPCapableSYNACKRX',
   'MPCapableACKRX',
-  'MPCapableFallbackACK',
   'MPCapableExternalKeys',
   'MPCapableModeRefused',
   'TokenCollisions',
@@ -25,7 +24,6 @@ export const MIB_NAMES = [
   'MPJoinBeforeKeys',
   'MPJoinRejected',
   'MPJoinTimeout',
-  'MPJoinReplay',
   'MPJoinEvicted',
   'MPJoinSourceLimit',
   // key installation (draft-baerts NEW_KEY)
@@ -93,9 +91,6 @@ export class Mib {
   inc(name: MibName, by = 1): void {
     this.values[name] += by;
     if (this.parent) this.parent.inc(name, by);
-  }
-  get(name: MibName): number {
-    return this.values[name];
   }
   /** A copy, safe to hand out. Never contains key material: counters only. */
   snapshot(): MibCounters {

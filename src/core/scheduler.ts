@@ -85,9 +85,8 @@ export class RoundRobinScheduler implements Scheduler {
 
 /**
  * Every segment on every usable subflow (lowest latency wins, at the cost of
- * capacity). Sends when at least one has room; the others get the copy as
- * soon as they are picked with room again is not tracked: a copy goes only
- * to subflows with room now.
+ * capacity). Sends when at least one has room, and only to the subflows that
+ * have room now: a subflow without room does not get its copy later.
  */
 export class RedundantScheduler implements Scheduler {
   readonly name = 'redundant' as const;

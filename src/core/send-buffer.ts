@@ -24,10 +24,6 @@ export class SendBuffer {
     return this.end - this.base;
   }
 
-  get lowestHeld(): number {
-    return this.base;
-  }
-
   /**
    * Up to `max` bytes from `offset`, as one view into one written buffer (so
    * never more than that buffer holds). `offset` must be held.

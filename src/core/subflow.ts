@@ -20,7 +20,6 @@ export interface SentMapping {
   subflowEnd: number;
   sentAt: number;
   /** A retransmission: no RTT sample from it (Karn). */
-  reinjection: boolean;
   /** Already queued for reinjection elsewhere. */
   reinjected: boolean;
 }
@@ -65,7 +64,6 @@ export class Subflow {
   rxMap: RxMapping | null = null;
   outstanding: SentMapping[] = [];
   lastProgress: number;
-  lastHeard: number;
   lastSampleAt = -Infinity;
 
   /** MP_JOIN state. */
@@ -94,7 +92,6 @@ export class Subflow {
     this.backupLocal = opts.backup;
     this.path = opts.path;
     this.lastProgress = opts.now;
-    this.lastHeard = opts.now;
     this.handshakeStarted = opts.now;
   }
 

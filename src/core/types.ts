@@ -3,7 +3,7 @@ import type { Scheduler, SchedulerName } from './scheduler.js';
 import type { PathManager } from './path-manager.js';
 import type { AddAddrPolicyOption } from './address-policy.js';
 import type { RandomSource, TokenAllocator } from './token.js';
-import type { Connection } from './connection.js';
+import type { Connection } from './connection/index.js';
 
 /**
  * One unit the core exchanges with a subflow: the MPTCP options a TCP segment
@@ -91,15 +91,15 @@ export type ConnectionEvent =
   | { type: 'closed'; reason: CloseReason };
 
 export interface ConnectionLimits {
-  /** Subflows per connection, the initial one included (Linux: `ip mptcp limits subflows` + 1). Default 8. */
+  /** Subflows per connection, the initial one included (Linux: `ip mptcp limits subflows` + 1). Default: src/core/config.ts. */
   maxSubflows: number;
-  /** Joins in progress per connection. Default 8. */
+  /** Joins in progress per connection. Default: src/core/config.ts. */
   maxPendingJoins: number;
   /**
    * Distinct announced addresses (ADD_ADDR) a client joins over the
    * connection's life (Linux: add_addr_accepted; its maximum is 8, its
    * default 0). Announcements past it are echoed, counted (`AddAddrDrop`)
-   * and not joined. Default 8.
+   * and not joined. Default: src/core/config.ts.
    */
   addAddrAccepted: number;
   /**
@@ -107,49 +107,49 @@ export interface ConnectionLimits {
    * completed) to one announced address, in total over the connection's
    * life, after which the client stops trying it (`AddAddrJoinLimit`). A
    * join that completes proved the address is the server's and does not
-   * count. Default 3.
+   * count. Default: src/core/config.ts.
    */
   addAddrJoinFailures: number;
-  /** Bytes written but not yet data-ACKed before write() says "slow down". Default 4 MiB. */
+  /** Bytes written but not yet data-ACKed before write() says "slow down". Default: src/core/config.ts. */
   sendBufferLimit: number;
-  /** Data-level receive buffer = the largest window advertised. Default 4 MiB. */
+  /** Data-level receive buffer = the largest window advertised. Default: src/core/config.ts. */
   recvBufferLimit: number;
-  /** Unsent bytes a subflow's driver may hold before the scheduler skips it. Default 64 KiB. */
+  /** Unsent bytes a subflow's driver may hold before the scheduler skips it. Default: src/core/config.ts. */
   sendQueueLimit: number;
-  /** Unacknowledged received bytes on a subflow that trigger an immediate ACK. Default 64 KiB. */
+  /** Unacknowledged received bytes on a subflow that trigger an immediate ACK. Default: src/core/config.ts. */
   ackEveryBytes: number;
 }
 
 export interface ConnectionTimers {
-  /** MP_CAPABLE handshake must finish within this. Default 10 000 ms. */
+  /** MP_CAPABLE handshake must finish within this. Default: src/core/config.ts. */
   establishTimeoutMs: number;
-  /** An MP_JOIN must finish within this. Default 10 000 ms. */
+  /** An MP_JOIN must finish within this. Default: src/core/config.ts. */
   joinTimeoutMs: number;
   /**
    * Server: how long a join waits for its MP_JOIN ACK after our SYN/ACK
    * (a legitimate joiner answers within one RTT): max(`joinAckTimeoutMinMs`,
    * `joinAckTimeoutRtts` × the largest RTT of the connection's established
    * subflows), at most `joinTimeoutMs`; then MP_TCPRST (T=1) and
-   * `MPJoinTimeout`. Default 1 000 ms.
+   * `MPJoinTimeout`. Default: src/core/config.ts.
    */
   joinAckTimeoutMinMs: number;
-  /** See `joinAckTimeoutMinMs`. Default 4. */
+  /** See `joinAckTimeoutMinMs`. Default: src/core/config.ts. */
   joinAckTimeoutRtts: number;
-  /** Stall timeout floor (RFC 6298's 1 s minimum RTO is too coarse for subflow failover). Default 100 ms. */
+  /** Stall timeout floor (RFC 6298's 1 s minimum RTO is too coarse for subflow failover). Default: src/core/config.ts. */
   minStallMs: number;
-  /** Stall timeout ceiling. Default 2 000 ms. */
+  /** Stall timeout ceiling. Default: src/core/config.ts. */
   maxStallMs: number;
-  /** Stall timeout before any RTT sample. Default 1 000 ms. */
+  /** Stall timeout before any RTT sample. Default: src/core/config.ts. */
   initialStallMs: number;
   /**
    * Delayed ACK: received data is acknowledged at the latest this long after
    * it arrived, or at once when `ackEveryBytes` are unacknowledged (any
-   * segment we send acknowledges too). Default 5 ms.
+   * segment we send acknowledges too). Default: src/core/config.ts.
    */
   delayedAckMs: number;
   /**
    * Every subflow stale and no progress for this long: the connection is
-   * aborted ('timeout'), like TCP_USER_TIMEOUT. Default 30 000 ms.
+   * aborted ('timeout'), like TCP_USER_TIMEOUT. Default: src/core/config.ts.
    */
   userTimeoutMs: number;
 }
@@ -158,7 +158,7 @@ export interface ConnectionOptions {
   mode: KeyMode;
   scheduler?: SchedulerName | Scheduler;
   pathManager?: PathManager;
-  /** Largest payload per segment (≤ 65 535: the DSS data-level length is 16 bits). Default 16 384. */
+  /** Largest payload per segment (≤ 65 535: the DSS data-level length is 16 bits). Default: src/core/config.ts. */
   mss?: number;
   limits?: Partial<ConnectionLimits>;
   timers?: Partial<ConnectionTimers>;
@@ -189,13 +189,13 @@ export interface EndpointOptions {
   random?: RandomSource;
   maxConnections?: number;
   /**
-   * Joins in progress across all connections. Default 1024. When full, a
+   * Joins in progress across all connections. Default: src/core/config.ts. When full, a
    * join from a source holding fewer pending joins than the busiest source
    * evicts that source's oldest (`MPJoinEvicted`, MP_TCPRST T=1); otherwise
    * it is refused (`SubflowLimit`).
    */
   maxPendingJoins?: number;
-  /** Joins in progress from one source (see `joinSource`), across all connections; more are refused (`MPJoinSourceLimit`). Default 64. */
+  /** Joins in progress from one source (see `joinSource`), across all connections; more are refused (`MPJoinSourceLimit`). Default: src/core/config.ts. */
   maxPendingJoinsPerSource?: number;
   /**
    * The source a pending join counts under. Default: the peer's IPv4

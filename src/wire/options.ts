@@ -78,8 +78,8 @@ const big64Bytes = new Uint8Array(big64.buffer);
 const HOST_LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /**
- * A fresh plain Uint8Array copy of b[start..end). (Not `copyBytes(b, )`: on a Node
- * Buffer that returns a view sharing memory, and a Buffer at that.)
+ * A fresh plain Uint8Array copy of b[start..end). (Not `b.slice(start, end)`: on a
+ * Node Buffer that returns a view sharing memory, and a Buffer at that.)
  */
 function copyBytes(b: Uint8Array, start: number, end: number): Uint8Array {
   const out = new Uint8Array(end - start);

@@ -1,0 +1,252 @@
+/**
+ * The MP_CAPABLE handshake, the keys (installKeys, NEW_KEY) and MP_FASTCLOSE's key check. Owns `KeyState`: the keys in #private fields (no util.inspect, no enumeration reaches them) and what the handshake learned (IDSNs, whether the keys are installed and confirmed).
+ */
+import type { MpCapableOption, NewKeyOption } from '../../wire/types.js';
+import { CapableFlag, TcpRstReason } from '../../wire/types.js';
+import { idsnFromKey, idsnFromTokens, newKeyHmac, timingSafeEqual, tokenFromKey } from '../../crypto/index.js';
+import type { Subflow } from '../subflow.js';
+import type { PathInfo } from '../types.js';
+import * as join from './join.js';
+import * as pm from './pm.js';
+import * as recv from './recv.js';
+import { Timer } from './timers.js';
+import type { Connection } from './index.js';
+import { INITIAL_PEER_WINDOW } from './constants.js';
+
+/** State owned by handshake.ts. */
+export class KeyState {
+  // #private: invisible to util.inspect and to any code outside this class.
+  #local: Uint8Array | undefined;
+  #remote: Uint8Array | undefined;
+  get local(): Uint8Array | undefined {
+    return this.#local;
+  }
+  set local(k: Uint8Array | undefined) {
+    this.#local = k;
+  }
+  get remote(): Uint8Array | undefined {
+    return this.#remote;
+  }
+  set remote(k: Uint8Array | undefined) {
+    this.#remote = k;
+  }
+  installed = false;
+  confirmed = false;
+  peerNewKey: NewKeyOption | undefined;
+  idsnLocal = 0n;
+  idsnRemote = 0n;
+}
+
+// ─── handshake ───────────────────────────────────────────────────────────
+
+/** @internal Client: create the initial subflow and its MP_CAPABLE SYN. */
+export function startClient(c: Connection, local: { token?: number; key?: Uint8Array }, now: number): number {
+  if (c.mode === 'external') c.localToken = local.token!;
+  else {
+    c.keys.local = local.key!;
+    c.localToken = local.token!;
+  }
+  const la = c.paths.localAddresses[0];
+  const ra = c.paths.remoteAddresses[0];
+  const sf = c.addSubflow('syn-sent', {
+    initial: true,
+    localAddressId: 0,
+    remoteAddressId: 0,
+    backup: la?.backup ?? false,
+    path: { localAddress: la?.address, remoteAddress: ra?.address, remotePort: ra?.port },
+    now,
+  });
+  c.queue(sf, [{ subtype: 'MP_CAPABLE', version: 1, flags: capableFlags(c) }]);
+  c.host.mib.inc('MPCapableSYNTX');
+  return sf.id;
+}
+
+/** @internal Server: the MP_CAPABLE SYN arrived on a new subflow. */
+export function startServer(c: Connection, local: { token: number; key?: Uint8Array }, path: PathInfo, now: number): number {
+  c.localToken = local.token;
+  if (c.mode === 'rfc8684') c.keys.local = local.key!;
+  const sf = c.addSubflow('syn-received', {
+    initial: true,
+    localAddressId: 0,
+    remoteAddressId: 0,
+    backup: false,
+    path,
+    now,
+  });
+  const synack: MpCapableOption =
+    c.mode === 'external'
+      ? { subtype: 'MP_CAPABLE', version: 1, flags: capableFlags(c), senderToken: c.localToken }
+      : { subtype: 'MP_CAPABLE', version: 1, flags: capableFlags(c), senderKey: c.keys.local };
+  c.queue(sf, [synack]);
+  return sf.id;
+}
+
+export function capableFlags(c: Connection): number {
+  return CapableFlag.H_HMAC_SHA256 | (c.mode === 'external' ? CapableFlag.G_EXTERNAL_KEYS : 0);
+}
+
+/**
+ * Installs the application's keys (external mode): keyA is the initiator's
+ * (client's), keyB the responder's, 8 bytes each, equal on both sides.
+ * Sends NEW_KEY (K=0) to prove possession; joins and ADD_ADDR start once
+ * the peer's NEW_KEY verifies.
+ */
+export function installKeys(c: Connection, keyA: Uint8Array, keyB: Uint8Array, now: number): void {
+  if (c.mode !== 'external') throw new TypeError('installKeys is for external-key (G-bit) connections');
+  if (c.state !== 'established') throw new TypeError('installKeys before the MP_CAPABLE handshake finished');
+  if (c.keys.installed) throw new TypeError('keys already installed');
+  if (keyA.length !== 8 || keyB.length !== 8) throw new RangeError('keyA and keyB must be 8 bytes each');
+  c.keys.local = c.role === 'client' ? keyA.slice() : keyB.slice();
+  c.keys.remote = c.role === 'client' ? keyB.slice() : keyA.slice();
+  c.keys.installed = true;
+  c.mib.inc('KeysInstalled');
+  c.events.push({ type: 'keys-installed' });
+  const sf = c.anyEstablished();
+  if (sf) {
+    const hmac = newKeyHmac(c.localToken, c.remoteToken, externalKey(c));
+    c.queue(sf, [recv.dssAck(c), { subtype: 'NEW_KEY', keyId: 0, hmac }], true);
+    c.mib.inc('NewKeyTx');
+  }
+  if (c.keys.peerNewKey) {
+    const nk = c.keys.peerNewKey;
+    c.keys.peerNewKey = undefined;
+    verifyNewKey(c, nk, now);
+  }
+  if (c.recv.heldFins.length > 0 && c.state === 'established') recv.checkHeldFins(c);
+}
+
+/** keyA‖keyB, the external key NEW_KEY's HMAC covers. */
+export function externalKey(c: Connection): Uint8Array {
+  const out = new Uint8Array(16);
+  const [a, b] = c.role === 'client' ? [c.keys.local!, c.keys.remote!] : [c.keys.remote!, c.keys.local!];
+  out.set(a, 0);
+  out.set(b, 8);
+  return out;
+}
+
+export function verifyNewKey(c: Connection, opt: NewKeyOption, now: number): void {
+  c.mib.inc('NewKeyRx');
+  if (c.keys.confirmed) return;
+  const expected = newKeyHmac(c.remoteToken, c.localToken, externalKey(c));
+  if (opt.keyId !== 0 || !timingSafeEqual(expected, opt.hmac)) {
+    c.mib.inc('NewKeyHMacFailure');
+    c.abortInternal('key-mismatch', now);
+    return;
+  }
+  confirmKeys(c, now);
+}
+
+export function confirmKeys(c: Connection, now: number): void {
+  c.keys.confirmed = true;
+  c.events.push({ type: 'keys-confirmed' });
+  if (c.role === 'client') {
+    join.startJoins(c, c.pm.onKeysConfirmed(pm.pmContext(c)), now);
+  } else {
+    for (const a of c.pm.announce(pm.pmContext(c), c.paths.announceConfig)) pm.announce(c, a);
+  }
+}
+
+/** Returns false when the subflow or connection went away. */
+export function handleCapable(c: Connection, sf: Subflow, o: MpCapableOption, now: number): boolean {
+  const external = (o.flags & CapableFlag.G_EXTERNAL_KEYS) !== 0;
+  if (!sf.initial) {
+    c.mib.inc('ProtocolError');
+    c.resetSubflow(sf, TcpRstReason.MPTCP_SPECIFIC, 'error', now);
+    return false;
+  }
+  if (sf.state === 'syn-sent' && c.role === 'client') {
+    // SYN/ACK
+    c.mib.inc('MPCapableSYNACKRX');
+    if (external !== (c.mode === 'external') || o.version !== 1) {
+      c.mib.inc('MPCapableModeRefused');
+      c.abortInternal('mode-mismatch', now);
+      return false;
+    }
+    if (c.mode === 'external') {
+      if (o.senderToken === undefined || o.receiverToken !== undefined) return failHandshake(c, now);
+      c.remoteToken = o.senderToken;
+      c.queue(sf, [
+        { subtype: 'MP_CAPABLE', version: 1, flags: capableFlags(c), senderToken: c.localToken, receiverToken: c.remoteToken },
+      ]);
+    } else {
+      if (!o.senderKey || o.receiverKey) return failHandshake(c, now);
+      c.keys.remote = o.senderKey.slice();
+      c.remoteToken = tokenFromKey(c.keys.remote);
+      c.queue(sf, [
+        { subtype: 'MP_CAPABLE', version: 1, flags: capableFlags(c), senderKey: c.keys.local, receiverKey: c.keys.remote },
+      ]);
+    }
+    establish(c, sf, now);
+    return true;
+  }
+  if (sf.state === 'syn-received' && c.role === 'server') {
+    // third ACK
+    c.mib.inc('MPCapableACKRX');
+    if (external !== (c.mode === 'external')) return failHandshake(c, now);
+    if (c.mode === 'external') {
+      if (o.senderToken === undefined || o.receiverToken !== c.localToken) return failHandshake(c, now);
+      c.remoteToken = o.senderToken;
+    } else {
+      if (!o.senderKey || !o.receiverKey || !timingSafeEqual(o.receiverKey, c.keys.local!)) return failHandshake(c, now);
+      c.keys.remote = o.senderKey.slice();
+      c.remoteToken = tokenFromKey(c.keys.remote);
+    }
+    establish(c, sf, now);
+    return true;
+  }
+  // MP_CAPABLE at any other moment: a retransmission or an attack; ignore.
+  c.mib.inc('ProtocolError');
+  return true;
+}
+
+export function failHandshake(c: Connection, now: number): false {
+  c.abortInternal('handshake-failed', now);
+  return false;
+}
+
+export function establish(c: Connection, sf: Subflow, now: number): void {
+  if (c.mode === 'external') {
+    c.keys.idsnLocal = idsnFromTokens(c.localToken, c.remoteToken);
+    c.keys.idsnRemote = idsnFromTokens(c.remoteToken, c.localToken);
+    c.mib.inc('MPCapableExternalKeys');
+  } else {
+    c.keys.idsnLocal = idsnFromKey(c.keys.local!);
+    c.keys.idsnRemote = idsnFromKey(c.keys.remote!);
+    c.keys.installed = true;
+  }
+  sf.state = 'established';
+  sf.sampleRtt(now - sf.handshakeStarted);
+  c.state = 'established';
+  c.timerTable.clear(Timer.Establish);
+  c.recv.advertisedRightEdge = c.limits.recvBufferLimit;
+  c.send.peerRightEdge = INITIAL_PEER_WINDOW; // until the peer advertises its own
+  c.events.push({ type: 'established' });
+  c.events.push({ type: 'subflow-up', subflow: sf.id });
+  if (c.role === 'server') sf.ackPending = true; // tell the client our window
+  // rfc8684: the keys are known now. The server may use them at once; the
+  // client waits for the server's first DSS, which proves the server got the
+  // third ACK, so its first MP_JOIN cannot overtake it.
+  if (c.mode === 'rfc8684' && c.role === 'server') confirmKeys(c, now);
+}
+
+/** Returns true when the connection closed. */
+export function handleFastclose(c: Connection, receiverKey: Uint8Array, now: number): boolean {
+  if (!c.keys.local || !(c.mode === 'rfc8684' || c.keys.installed) || !timingSafeEqual(receiverKey, c.keys.local)) {
+    c.mib.inc('MPFastcloseBadKey');
+    return false;
+  }
+  c.mib.inc('MPFastcloseRx');
+  c.closeWith('fastclose');
+  return true;
+}
+
+/** NEW_KEY from the peer: verified now, or when our keys are installed. */
+export function handleNewKey(c: Connection, o: NewKeyOption, now: number): void {
+  if (c.mode !== 'external') {
+    c.mib.inc('ProtocolError');
+  } else if (!c.keys.installed) {
+    c.keys.peerNewKey = o; // verified when our keys arrive
+  } else {
+    verifyNewKey(c, o, now);
+  }
+}

@@ -1,0 +1,236 @@
+/**
+ * MP_JOIN, both sides: the client's joins (startJoins, the SYN/ACK check), the server's acceptJoin with its fair slots (per connection, per source, eviction), and the join's completion.
+ */
+import type { MpJoinOption } from '../../wire/types.js';
+import { TcpRstReason, TcpRstFlag } from '../../wire/types.js';
+import { joinAckHmac, joinSynAckHmac, timingSafeEqual } from '../../crypto/index.js';
+import type { JoinRequest } from '../path-manager.js';
+import type { Subflow } from '../subflow.js';
+import type { ConnectionTimers, PathInfo, SubflowDownReason } from '../types.js';
+import * as pm from './pm.js';
+import type { Connection, JoinResult } from './index.js';
+
+
+
+export function openSubflowCount(c: Connection): number {
+  let n = 0;
+  for (const s of c.subflows.values()) if (s.open) n++;
+  return n;
+}
+
+export function startJoins(c: Connection, reqs: JoinRequest[], now: number): void {
+  for (const r of reqs) {
+    if (c.state !== 'established' || !c.keys.confirmed) return;
+    if (openSubflowCount(c) >= c.limits.maxSubflows || c.pendingJoins >= c.limits.maxPendingJoins) {
+      c.mib.inc('SubflowLimit');
+      return;
+    }
+    const la = c.paths.localAddresses.find((a) => a.id === r.localAddressId);
+    const ra = c.paths.remoteAddresses.find((a) => a.id === r.remoteAddressId);
+    if (!ra || pm.joinsExhausted(c, ra)) continue;
+    const sf = c.addSubflow('join-syn-sent', {
+      initial: false,
+      localAddressId: r.localAddressId,
+      remoteAddressId: r.remoteAddressId,
+      backup: r.backup,
+      path: { localAddress: la?.address, remoteAddress: ra.address, remotePort: ra.port ?? c.paths.remoteAddresses[0]?.port },
+      now,
+    });
+    sf.localRandom = c.randomU32();
+    sf.handshakeDeadline = now + c.timers.joinTimeoutMs;
+    c.pendingJoins++;
+    c.events.push({
+      type: 'subflow-open',
+      subflow: sf.id,
+      localAddress: la?.address,
+      remoteAddress: ra.address,
+      remotePort: sf.path.remotePort,
+      backup: r.backup,
+    });
+    c.queue(sf, [
+      {
+        subtype: 'MP_JOIN',
+        stage: 'syn',
+        backup: r.backup,
+        addressId: r.localAddressId,
+        receiverToken: c.remoteToken,
+        senderRandom: sf.localRandom,
+      },
+    ]);
+    c.mib.inc('MPJoinSynTx');
+  }
+}
+
+export function handleJoin(c: Connection, sf: Subflow, o: MpJoinOption, now: number): boolean {
+  if (o.stage === 'synack' && sf.state === 'join-syn-sent') {
+    c.mib.inc('MPJoinSynAckRx');
+    sf.remoteRandom = o.senderRandom;
+    const expected = joinSynAckHmac(c.keys.remote!, c.keys.local!, o.senderRandom, sf.localRandom);
+    if (!timingSafeEqual(expected, o.truncatedHmac)) {
+      c.mib.inc('MPJoinSynAckHMacFailure');
+      c.resetSubflow(sf, TcpRstReason.MPTCP_SPECIFIC, 'join-refused', now);
+      return false;
+    }
+    sf.backupPeer = o.backup;
+    const hmac = joinAckHmac(c.keys.local!, c.keys.remote!, sf.localRandom, o.senderRandom);
+    sf.state = 'join-ack-sent';
+    sf.sampleRtt(now - sf.handshakeStarted);
+    c.queue(sf, [{ subtype: 'MP_JOIN', stage: 'ack', hmac }]);
+    return true;
+  }
+  if (o.stage === 'ack' && sf.state === 'join-syn-received') {
+    c.mib.inc('MPJoinAckRx');
+    const expected = joinAckHmac(c.keys.remote!, c.keys.local!, sf.remoteRandom, sf.localRandom);
+    if (!timingSafeEqual(expected, o.hmac)) {
+      c.mib.inc('MPJoinAckHMacFailure');
+      c.resetSubflow(sf, TcpRstReason.MPTCP_SPECIFIC, 'join-refused', now);
+      return false;
+    }
+    sf.sampleRtt(now - sf.handshakeStarted);
+    joinEstablished(c, sf);
+    sf.ackPending = true; // the "fourth ACK": tells the client the join is complete
+    return true;
+  }
+  c.mib.inc('ProtocolError');
+  c.resetSubflow(sf, TcpRstReason.MPTCP_SPECIFIC, 'error', now);
+  return false;
+}
+
+export function joinEstablished(c: Connection, sf: Subflow): void {
+  sf.state = 'established';
+  sf.handshakeDeadline = Infinity;
+  // Announcements whose carrier died while no other subflow could take them.
+  for (const [id, a] of c.paths.unechoed) if (!c.subflows.get(a.sentOn)?.established) pm.sendAddAddr(c, id);
+  c.pendingJoins = Math.max(0, c.pendingJoins - 1);
+  if (c.role === 'server') c.host.releaseJoin(c, sf.id);
+  else c.paths.rejoinAttempts.delete(`${sf.localAddressId}|${sf.remoteAddressId}`);
+  c.events.push({ type: 'subflow-up', subflow: sf.id });
+}
+
+/**
+ * @internal Server: an MP_JOIN SYN for this connection arrived on a new
+ * subflow (the endpoint found the token).
+ */
+export function acceptJoin(c: Connection, o: Extract<MpJoinOption, { stage: 'syn' }>, path: PathInfo, now: number): JoinResult {
+  c.mib.inc('MPJoinSynRx');
+  const refuse = (reason: string, rst: number, flags = 0): JoinResult => {
+    c.mib.inc('MPJoinRejected');
+    c.mib.inc('MPRstTx');
+    return { ok: false, reason, reply: { options: [{ subtype: 'MP_TCPRST', flags, reason: rst }] } };
+  };
+  // The join's own HMACs prove the joiner holds the keys, so installed keys
+  // suffice here; the joiner waits for our NEW_KEY before it tries.
+  if (c.state !== 'established' || !c.keys.installed) {
+    c.mib.inc('MPJoinBeforeKeys');
+    return refuse('keys not installed and confirmed', TcpRstReason.MPTCP_SPECIFIC, TcpRstFlag.TRANSIENT);
+  }
+  // Fairness: pending joins count per source (the peer's address). A full
+  // connection makes room by evicting the oldest pending join of the
+  // source holding the most of them here, if that is more than the
+  // newcomer's source holds; a full endpoint does the same across
+  // connections (host.admitJoin). A flooding source competes with itself.
+  const source = c.host.joinSource(path);
+  let victim: Subflow | undefined;
+  if (openSubflowCount(c) >= c.limits.maxSubflows || c.pendingJoins >= c.limits.maxPendingJoins) {
+    victim = pendingJoinToEvict(c, source);
+    if (!victim) {
+      c.mib.inc('SubflowLimit');
+      return refuse('subflow limit', TcpRstReason.LACK_OF_RESOURCES, TcpRstFlag.TRANSIENT);
+    }
+  }
+  const admitted = c.host.admitJoin(c, source, victim !== undefined, now);
+  if (admitted === 'source-limit') {
+    c.mib.inc('MPJoinSourceLimit');
+    return refuse('source join limit', TcpRstReason.LACK_OF_RESOURCES, TcpRstFlag.TRANSIENT);
+  }
+  if (admitted === 'endpoint-limit') {
+    c.mib.inc('SubflowLimit');
+    return refuse('endpoint join limit', TcpRstReason.LACK_OF_RESOURCES, TcpRstFlag.TRANSIENT);
+  }
+  if (victim) evictPendingJoin(c, victim.id, now);
+  // An eviction (ours or the endpoint's) may have closed this connection
+  // when pending joins were all it had left.
+  if (c.state !== 'established') return refuse('connection closed', TcpRstReason.MPTCP_SPECIFIC);
+  const localId = localAddressIdFor(c, path.localAddress, path.localPort);
+  const sf = c.addSubflow('join-syn-received', {
+    initial: false,
+    localAddressId: localId,
+    remoteAddressId: o.addressId,
+    backup: false,
+    path,
+    now,
+  });
+  sf.backupPeer = o.backup;
+  sf.remoteRandom = o.senderRandom;
+  sf.localRandom = c.randomU32();
+  // A legitimate joiner answers our SYN/ACK within one RTT: wait a few.
+  sf.handshakeDeadline = now + joinAckTimeout(c);
+  c.pendingJoins++;
+  c.host.reserveJoin(c, sf.id, source, now);
+  const truncatedHmac = joinSynAckHmac(c.keys.local!, c.keys.remote!, sf.localRandom, sf.remoteRandom);
+  c.queue(sf, [
+    { subtype: 'MP_JOIN', stage: 'synack', backup: false, addressId: localId, truncatedHmac, senderRandom: sf.localRandom },
+  ]);
+  return { ok: true, subflow: sf.id };
+}
+
+/**
+ * @internal Server: take back the slot of pending join `subflow` (waiting
+ * for its MP_JOIN ACK) for a newcomer from a less busy source: MP_TCPRST
+ * T=1 (the joiner may retry), `MPJoinEvicted`. False (and the endpoint's
+ * slot freed) when it is no longer pending.
+ */
+export function evictPendingJoin(c: Connection, subflow: number, now: number): boolean {
+  const sf = c.subflows.get(subflow);
+  if (c.role !== 'server' || !sf || sf.initial || sf.state !== 'join-syn-received') {
+    c.host.releaseJoin(c, subflow);
+    return false;
+  }
+  c.mib.inc('MPJoinEvicted');
+  resetJoinTransient(c, sf, TcpRstReason.LACK_OF_RESOURCES, 'join-refused', now);
+  return true;
+}
+
+/** Server: the pending join here to evict for a newcomer from `source`, if any (see acceptJoin). */
+export function pendingJoinToEvict(c: Connection, source: string): Subflow | undefined {
+  const bySource = new Map<string, Subflow[]>();
+  for (const s of c.subflows.values()) {
+    if (s.initial || s.state !== 'join-syn-received') continue;
+    const k = c.host.joinSource(s.path);
+    const list = bySource.get(k);
+    if (list) list.push(s);
+    else bySource.set(k, [s]);
+  }
+  let top: Subflow[] | undefined;
+  // ids grow with age: the list's first is its oldest; ties go to the source with the oldest join
+  for (const list of bySource.values()) if (!top || list.length > top.length || (list.length === top.length && list[0].id < top[0].id)) top = list;
+  const mine = bySource.get(source)?.length ?? 0;
+  return top && top.length > mine ? top[0] : undefined;
+}
+
+/** Server: how long a join may wait for its MP_JOIN ACK (ConnectionTimers.joinAckTimeoutMinMs). */
+export function joinAckTimeout(c: Connection): number {
+  let rtt = 0;
+  for (const s of c.subflows.values()) {
+    const r = s.established ? s.rtt : undefined;
+    if (r !== undefined && r > rtt) rtt = r;
+  }
+  const t = c.timers;
+  return Math.min(t.joinTimeoutMs, Math.max(t.joinAckTimeoutMinMs, t.joinAckTimeoutRtts * rtt));
+}
+
+/** Server: reset a pending join with MP_TCPRST T=1 (transient: the client's path manager retries). */
+export function resetJoinTransient(c: Connection, sf: Subflow, reason: number, why: SubflowDownReason, now: number): void {
+  c.mib.inc('MPRstTx');
+  c.control.push({ subflow: sf.id, segment: { options: [{ subtype: 'MP_TCPRST', flags: TcpRstFlag.TRANSIENT, reason }] }, close: 'reset' });
+  c.subflowDown(sf, why, now);
+}
+
+export function localAddressIdFor(c: Connection, address?: string, port?: number): number {
+  if (!address) return 0;
+  for (const [k, id] of c.paths.announcedIds) {
+    const [a, p] = k.split('|');
+    if (a === address && (p === '' || Number(p) === port)) return id;
+  }
+  return 0;
+}
