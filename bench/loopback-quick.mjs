@@ -1,10 +1,8 @@
 // Quick loopback throughput: plain node:tls vs mptls userspace (one path), in one process.
 import tls from 'node:tls';
-import fs from 'node:fs';
 import { createServer, connect } from '../dist/index.js';
-const key = fs.readFileSync(new URL('../certs-fixtures/server.key', import.meta.url));
-const cert = fs.readFileSync(new URL('../certs-fixtures/server.pem', import.meta.url));
-const ca = fs.readFileSync(new URL('../certs-fixtures/ca.pem', import.meta.url));
+import { fixtures } from '../test/support/fixtures.mjs';
+const { key, cert, ca } = fixtures;
 const SIZE = Number(process.env.SIZE ?? 256 * 1024 * 1024);
 const block = Buffer.alloc(1 << 20, 7);
 async function run(kind) {

@@ -1,4 +1,4 @@
-// Scenarios 2 and 3 on the namespace testbed (test/netns, compiled to
+// Scenarios 2 and 3 on the namespace testbed (test/support/topology.ts, compiled to
 // build/testbed by `npm run bench`): aggregation over shaped paths and
 // failover, mptls userspace vs Linux kernel MPTCP (mptls kernel mode: node:tls
 // over an IPPROTO_MPTCP socket) vs plain node:tls on one path.
@@ -7,7 +7,7 @@ import readline from 'node:readline';
 import { median } from './lib/common.mjs';
 import { svgChart } from './lib/svg.mjs';
 
-const { Topology } = await import('../build/testbed/test/netns/topology.js');
+const { Topology } = await import('../build/testbed/test/support/topology.js');
 const peer = new URL('./lib/ns-peer.mjs', import.meta.url).pathname;
 
 function lines(child) {

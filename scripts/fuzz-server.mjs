@@ -12,11 +12,11 @@
  * `keyStats`; before that the child logs one of them as a planted line (`plant`),
  * which the parent's scan must find in this process's output.
  */
-import { readFileSync } from 'node:fs';
 import { format } from 'node:util';
 import { createServer } from '../dist/index.js';
-import { keysForTesting } from '../dist/core/connection.js';
-import { instrumentServer, plantLine } from './fuzz-lib.mjs';
+import { keysForTesting } from '../dist/core/connection/index.js';
+import { instrumentServer, plantLine } from '../test/support/fuzz-lib.mjs';
+import { fixtures } from '../test/support/fixtures.mjs';
 
 const opts = JSON.parse(process.argv[2] ?? '{}');
 const uncaught = [];
@@ -42,11 +42,10 @@ for (const stream of [process.stdout, process.stderr]) {
 }
 process.on('warning', (w) => logLines.push(String(w?.stack ?? w)));
 
-const certs = new URL('../certs-fixtures/', import.meta.url);
 const server = createServer(
   {
-    key: readFileSync(new URL('server.key', certs)),
-    cert: readFileSync(new URL('server.pem', certs)),
+    key: fixtures.key,
+    cert: fixtures.cert,
     handshakeTimeout: opts.handshakeTimeoutMs ?? 2000,
     // the multipath handshake (MP_CAPABLE + TLS) has its own timeout; plain TLS keeps handshakeTimeout
     mptcp: { preambleTimeoutMs: opts.preambleTimeoutMs ?? 1500, handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 2000, keyModes: ['external', 'rfc8684'] },

@@ -28,7 +28,7 @@
  */
 import { Worker, isMainThread, workerData, parentPort } from 'node:worker_threads';
 import { fork } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import {
@@ -41,7 +41,8 @@ import {
   auditKeys,
   plantLine,
   hex,
-} from './fuzz-lib.mjs';
+} from '../test/support/fuzz-lib.mjs';
+import { fixtures } from '../test/support/fixtures.mjs';
 
 const STASH = 65536;
 
@@ -251,9 +252,9 @@ async function main() {
   // 3. the whole server
   console.log(`server: ${o.sessions} sessions, ${o.concurrency} at a time`);
   const lib = await import('../dist/index.js');
-  const { keysForTesting } = await import('../dist/core/connection.js');
+  const { keysForTesting } = await import('../dist/core/connection/index.js');
   const legitKeys = [];
-  const ca = readFileSync(new URL('../certs-fixtures/ca.pem', import.meta.url));
+  const ca = fixtures.ca;
   const srv = await startServer({ preambleTimeoutMs: 1500, handshakeTimeoutMs: 2000 });
   const clientStrings = [];
   const warm = await legitimate(lib, keysForTesting, srv.port, ca, clientStrings, legitKeys);

@@ -4,12 +4,9 @@ import net from 'node:net';
 import os from 'node:os';
 import { execSync } from 'node:child_process';
 
+export { fixtures } from '../../test/support/fixtures.mjs';
+
 const root = new URL('../../', import.meta.url);
-export const fixtures = {
-  key: fs.readFileSync(new URL('certs-fixtures/server.key', root)),
-  cert: fs.readFileSync(new URL('certs-fixtures/server.pem', root)),
-  ca: fs.readFileSync(new URL('certs-fixtures/ca.pem', root)),
-};
 
 export function median(xs) {
   const s = [...xs].sort((a, b) => a - b);

@@ -13,9 +13,9 @@ function drain(from, to, map) {
 export function coreJoinsPerSecond(n = 20000) {
   const cep = new Endpoint({ acceptModes: [] });
   const sep = new Endpoint();
-  const c = cep.connect(0, { mode: 'external', remote: { address: '198.18.0.2', port: 443 } });
+  const c = cep.connect({ mode: 'external', remote: { address: '198.18.0.2', port: 443 } }, 0);
   const syn = c.pollTransmit(0);
-  const r = sep.handleNewSubflow(syn.segment, 0);
+  const r = sep.handleNewSubflow(syn.segment, {}, 0);
   const s = r.connection;
   for (let i = 0; i < 5; i++) {
     drain(s, c, (id) => (id === 0 ? 0 : undefined));
@@ -32,7 +32,7 @@ export function coreJoinsPerSecond(n = 20000) {
   for (let i = 0; i < n; i++) {
     const randA = (i * 2654435761) >>> 0;
     const t0 = performance.now();
-    const res = sep.handleNewSubflow({ options: [{ subtype: 'MP_JOIN', stage: 'syn', backup: false, addressId: 1, receiverToken: s.localToken, senderRandom: randA }] }, 0);
+    const res = sep.handleNewSubflow({ options: [{ subtype: 'MP_JOIN', stage: 'syn', backup: false, addressId: 1, receiverToken: s.localToken, senderRandom: randA }] }, {}, 0);
     let synack;
     for (let t = s.pollTransmit(0); t; t = s.pollTransmit(0)) if (t.subflow === res.subflow) synack = t.segment.options[0];
     timed += performance.now() - t0;

@@ -10,10 +10,10 @@ import type http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { sink } from '../transport/helpers.js';
+import { sink } from '../support/sink.js';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXIT_ERROR, EXIT_HTTP, EXIT_OK, EXIT_USAGE, main, type CliIo } from '../../src/api/cli.js';
+import { EXIT_ERROR, EXIT_HTTP, EXIT_OK, EXIT_USAGE, main, type CliIo } from '../../src/cli/main.js';
 import * as https from '../../src/api/https.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -257,7 +257,7 @@ describe('mptls serve --status', () => {
 describe('bin/mptls.js', () => {
   it('runs the built CLI and exits with its status', () => {
     const bin = path.join(ROOT, 'bin', 'mptls.js');
-    const built = fs.existsSync(path.join(ROOT, 'dist', 'api', 'cli.js'));
+    const built = fs.existsSync(path.join(ROOT, 'dist', 'cli', 'main.js'));
     if (!built && process.env.CI !== 'true') {
       console.warn('skipped: dist/ not built (npm run build)');
       return;

@@ -5,8 +5,8 @@
  * simulator (virtual time).
  */
 import { describe, it, expect } from 'vitest';
-import { Sim } from '../sim/sim.js';
-import { keysForTesting } from '../../src/core/connection.js';
+import { Sim } from '../support/sim.js';
+import { keysForTesting } from '../../src/core/connection/index.js';
 import { addAddrHmac } from '../../src/crypto/index.js';
 import { applyAddAddrPolicy, checkAnnouncedAddress, classifyAddress } from '../../src/core/address-policy.js';
 import type { Segment } from '../../src/core/types.js';

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
-import { Sim } from '../sim/sim.js';
+import { Sim } from '../support/sim.js';
 import { Endpoint } from '../../src/core/endpoint.js';
 import type { Segment } from '../../src/core/types.js';
 
@@ -241,7 +241,7 @@ describe('bad input never throws out of the core', () => {
         sim.run(100); // established, keys installed
         const ep = new Endpoint();
         for (const s of segs) {
-          expect(() => ep.handleNewSubflow(s, sim.now)).not.toThrow();
+          expect(() => ep.handleNewSubflow(s, {}, sim.now)).not.toThrow();
           expect(() => sim.client.handleSegment(0, s, sim.now)).not.toThrow();
           expect(() => sim.server!.handleSegment(0, s, sim.now)).not.toThrow();
         }

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { Sim } from '../sim/sim.js';
+import { Sim } from '../support/sim.js';
 
 /**
  * A path dies mid-transfer. Every byte must arrive exactly once, in order,

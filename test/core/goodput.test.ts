@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { Sim } from '../sim/sim.js';
+import { Sim } from '../support/sim.js';
 
 /**
  * Aggregation on virtual time: the server sends 5 s worth of the summed

@@ -7,10 +7,11 @@
  */
 import { describe, it, expect } from 'vitest';
 import { Endpoint, defaultJoinSource } from '../../src/core/endpoint.js';
-import type { Connection } from '../../src/core/connection.js';
+import type { Connection } from '../../src/core/connection/index.js';
 import type { EndpointOptions, Segment, Transmit } from '../../src/core/types.js';
 import { TcpRstFlag, TcpRstReason, type MptcpOption } from '../../src/wire/types.js';
-import { Sim, mulberry32, seededBytes, type RogueSubflow } from '../sim/sim.js';
+import { Sim, type RogueSubflow } from '../support/sim.js';
+import { mulberry32, seededBytes } from '../support/random.js';
 
 const KEY_A = Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8);
 const KEY_B = Uint8Array.of(9, 10, 11, 12, 13, 14, 15, 16);
@@ -32,7 +33,7 @@ function harness(opts: EndpointOptions = {}) {
     now: 0,
     /** An established connection with keys installed on both ends, its initial subflow from `address`. */
     connection(address: string, rttMs?: number): { client: Connection; server: Connection } {
-      const client = clients.connect(h.now, { mode: 'external', remote: { address: '192.0.2.1', port: 443 }, localAddresses: [{ address }] });
+      const client = clients.connect({ mode: 'external', remote: { address: '192.0.2.1', port: 443 }, localAddresses: [{ address }] }, h.now);
       let conn: Connection | undefined;
       const shuttle = () => {
         for (let i = 0; i < 50; i++) {
@@ -40,7 +41,7 @@ function harness(opts: EndpointOptions = {}) {
           for (let t = client.pollTransmit(h.now); t; t = client.pollTransmit(h.now)) {
             moved = true;
             if (!conn) {
-              const r = server.handleNewSubflow(t.segment, h.now, { remoteAddress: address, localAddress: '192.0.2.1' });
+              const r = server.handleNewSubflow(t.segment, { remoteAddress: address, localAddress: '192.0.2.1' }, h.now);
               if (r.kind !== 'connection') throw new Error(`not a connection: ${r.kind}`);
               conn = r.connection;
             } else conn.handleSegment(0, t.segment, h.now);
@@ -64,7 +65,7 @@ function harness(opts: EndpointOptions = {}) {
     },
     /** A raw MP_JOIN SYN from `address` for `conn`'s token, as an attacker sends it (never the ACK). */
     join(conn: Connection, address: string) {
-      return server.handleNewSubflow(joinSyn(conn.localToken, rnd++), h.now, { remoteAddress: address, localAddress: '192.0.2.1' });
+      return server.handleNewSubflow(joinSyn(conn.localToken, rnd++), { remoteAddress: address, localAddress: '192.0.2.1' }, h.now);
     },
     /** What the connection writes now, per subflow. */
     drain(conn: Connection): Transmit[] {
@@ -243,7 +244,7 @@ describe('pending joins: per-source cap and eviction', () => {
     server.handleSegment((third as { subflow: number }).subflow, { options: [{ subtype: 'MP_JOIN', stage: 'ack', hmac: new Uint8Array(20) }] }, h.now);
     expect(h.server.pendingJoinCount).toBe(2);
     // the peer resets one
-    server.handleSubflowClosed(h.pending(server)[0], h.now, 'reset');
+    server.handleSubflowClosed(h.pending(server)[0], 'reset', h.now);
     expect(h.server.pendingJoinCount).toBe(1);
     expect(h.server.pendingJoinsBySource().get('10.6.6.6')).toBe(1);
     // the connection goes away with one pending

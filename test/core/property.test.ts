@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
-import { Sim, type PathSpec } from '../sim/sim.js';
+import { Sim, type PathSpec } from '../support/sim.js';
 
 /**
  * ≥ 500 random scenarios: rates, delays, join times (key installation

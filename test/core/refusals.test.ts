@@ -1,5 +1,6 @@
 import { describe, it, expect } from 'vitest';
-import { Sim, type RogueSubflow } from '../sim/sim.js';
+import { Sim, type RogueSubflow } from '../support/sim.js';
+import { useTestSeed } from '../support/random.js';
 import type { Segment } from '../../src/core/types.js';
 import type { MptcpOption } from '../../src/wire/types.js';
 import { joinAckHmac, tokenFromKey } from '../../src/crypto/index.js';
@@ -10,11 +11,12 @@ const TWO_PATHS = [
 ];
 const BYTES = 2_000_000;
 
+const rng = useTestSeed(0x7ef05a15);
 function rand32(): number {
-  return (Math.random() * 2 ** 32) >>> 0;
+  return rng.u32();
 }
 function bytes(n: number): Uint8Array {
-  return Uint8Array.from({ length: n }, () => (Math.random() * 256) | 0);
+  return rng.bytes(n);
 }
 function joinSyn(token: number, senderRandom = rand32()): Segment {
   return { options: [{ subtype: 'MP_JOIN', stage: 'syn', backup: false, addressId: 5, receiverToken: token, senderRandom }] };

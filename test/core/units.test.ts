@@ -4,7 +4,7 @@ import { Assembler } from '../../src/core/assembler.js';
 import { SendBuffer } from '../../src/core/send-buffer.js';
 import { KeyedPermutation, RandomTokenAllocator, ServerIdTokenAllocator, serverIdOfToken } from '../../src/core/token.js';
 import { MinRttScheduler, RedundantScheduler, RoundRobinScheduler, type SchedSubflow } from '../../src/core/scheduler.js';
-import { seededBytes, mulberry32 } from '../sim/sim.js';
+import { seededBytes, mulberry32 } from '../support/random.js';
 
 describe('Assembler', () => {
   it('delivers each byte once, in order, whatever the arrival order and overlaps', () => {
@@ -268,5 +268,15 @@ describe('schedulers', () => {
   it('redundant picks every usable subflow with room', () => {
     const s = new RedundantScheduler();
     expect(s.select([sf(0, 1), sf(1, 1, { hasRoom: false }), sf(2, 1)]).map((x) => x.id)).toEqual([0, 2]);
+  });
+});
+
+describe('Assembler: the out-of-order queue tail (OFOQueueTail)', () => {
+  it('marks a piece queued after every piece already held, not one that lands before one', () => {
+    const a = new Assembler();
+    expect(a.insert(4096, new Uint8Array(4096)).atTail).toBe(true);
+    expect(a.insert(12288, new Uint8Array(4096)).atTail).toBe(true);
+    expect(a.insert(8192, new Uint8Array(4096)).atTail).toBe(false);
+    expect(a.insert(0, new Uint8Array(4096)).outOfOrder).toBe(false);
   });
 });

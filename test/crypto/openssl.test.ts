@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { bytesToHex } from '@noble/hashes/utils.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { be32 } from '../support/bytes.mjs';
 import {
   addAddrHmac,
   addAddrHmacMessage,
@@ -32,14 +33,6 @@ function openssl(msg: Uint8Array, hexKey?: string): string {
   const m = /([0-9a-f]{64})\s*$/.exec(r.stdout.trim());
   if (!m) throw new Error(`unexpected openssl output: ${r.stdout}`);
   return m[1];
-}
-
-function be32(a: number, b: number): Uint8Array {
-  const out = new Uint8Array(8);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, a);
-  v.setUint32(4, b);
-  return out;
 }
 
 const key = fc.uint8Array({ minLength: 8, maxLength: 8 });

@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { sha256 } from '@noble/hashes/sha2.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { be32 } from '../support/bytes.mjs';
 import {
   addAddrHmac,
   addAddrHmacMessage,
@@ -26,13 +27,6 @@ const u32 = fc.nat({ max: 0xffffffff });
 const addr = fc.oneof(fc.ipV4(), fc.ipV6());
 const port = fc.option(fc.nat({ max: 65535 }), { nil: undefined });
 
-function be32(a: number, b: number): Uint8Array {
-  const out = new Uint8Array(8);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, a);
-  v.setUint32(4, b);
-  return out;
-}
 const eq = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 describe('key schedule properties', () => {

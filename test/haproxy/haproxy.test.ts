@@ -20,9 +20,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { haproxyConfig, HaproxyConfigError, parseBackend, parseHostPort, type HaproxyConfigOptions } from '../../src/api/haproxy.js';
-import { EXIT_OK, EXIT_USAGE, main } from '../../src/api/cli.js';
+import { EXIT_OK, EXIT_USAGE, main } from '../../src/cli/main.js';
 import type { MptlsSocket } from '../../src/api/index.js';
-import { close, listen, mptlsConnect, mptlsServer, receiveAll, sendBulk, sink, until, type Server } from '../transport/helpers.js';
+import { close, freePort, listen, mptlsConnect, mptlsServer, receiveAll, sendBulk, until, type Server } from '../support/servers.js';
+import { sink } from '../support/sink.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const MiB = 1024 * 1024;
@@ -234,14 +235,6 @@ describe.skipIf(!HAVE_HAPROXY)('haproxy -c', () => {
     }
   });
 });
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 interface Haproxy {
   port: number;

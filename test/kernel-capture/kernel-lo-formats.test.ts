@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { hmac } from '@noble/hashes/hmac.js';
-import { readPcapFile, type PcapTcpPacket } from '../helpers/pcap.js';
+import { readPcapFile, type PcapTcpPacket } from '../support/pcap.js';
 import {
   decodeOption,
   encodeOption,

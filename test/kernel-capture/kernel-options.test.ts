@@ -36,12 +36,14 @@ import {
   type MpJoinSynOption,
   type MptcpOption,
 } from '../../src/wire/types.js';
-import { NetnsLab, netnsAvailable, sweepStaleNamespaces } from '../helpers/netns.js';
-import { type PcapTcpPacket, readPcapFile } from '../helpers/pcap.js';
+import { NetnsLab, netnsAvailable, sweepStaleNamespaces } from '../support/netns.js';
+import { type PcapTcpPacket, readPcapFile } from '../support/pcap.js';
+import { useTestSeed } from '../support/random.js';
 
 const IN_CI = Boolean(process.env.CI);
 const MASK64 = (1n << 64n) - 1n;
 const MASK32 = (1n << 32n) - 1n;
+const rng = useTestSeed(0x6b0e);
 
 // Path 1: client 198.18.1.1 <-> server 198.18.1.2; path 2: 198.18.2.1 <-> 198.18.2.2.
 const C1 = '198.18.1.1';
@@ -199,7 +201,7 @@ async function runCapture(lab: NetnsLab, dir: string): Promise<Capture> {
   const script = join(dir, 'peer.py');
   writeFileSync(script, PEER_PY);
   const pcap = join(dir, 'kernel.pcap');
-  const port = String(20000 + Math.floor(Math.random() * 40000));
+  const port = String(20000 + (rng.u32() % 40000));
 
   // Capture in the server namespace on every interface (both paths).
   // Immediate mode, so that stopping tcpdump loses nothing still sitting in

@@ -1,6 +1,6 @@
 /**
  * Kernel mode between two network namespaces joined by two shaped veth
- * paths (test/netns/topology.ts): the client and the server are child
+ * paths (test/support/topology.ts): the client and the server are child
  * processes inside their namespaces running test/kernel/fixtures/*.mjs
  * against dist/ (built by `npm test`).
  *
@@ -16,7 +16,7 @@
 import { describe, it, expect, afterAll } from 'vitest';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Topology, type LabProcess } from '../netns/index.js';
+import { Topology, type LabProcess } from '../support/topology.js';
 import { ffiStatus } from '../../src/transport/kernel/ffi.js';
 
 const IN_CI = Boolean(process.env.CI);

@@ -46,7 +46,7 @@ import {
   type KernelConnection,
 } from '../../src/transport/kernel/index.js';
 import { resetFfiForTests } from '../../src/transport/kernel/ffi.js';
-import { fixtures, listen, close, sendBulk, receiveAll, until } from '../transport/helpers.js';
+import { fixtures, listen, close, sendBulk, receiveAll, until } from '../support/servers.js';
 
 const IN_CI = Boolean(process.env.CI);
 const MiB = 1024 * 1024;

@@ -12,8 +12,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { pidRunning, run } from '../helpers/netns.js';
-import { Topology, type TopologyOptions, withTopology } from './index.js';
+import { pidRunning, run } from '../support/netns.js';
+import { Topology, type TopologyOptions, withTopology } from '../support/topology.js';
 
 const IN_CI = Boolean(process.env.CI);
 const NODE = process.execPath;

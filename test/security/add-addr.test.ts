@@ -7,8 +7,8 @@
  */
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { close, listen, mptlsConnect, mptlsServer, until } from '../transport/helpers.js';
-import { keysForTesting, type Connection } from '../../src/core/connection.js';
+import { close, listen, mptlsConnect, mptlsServer, until } from '../support/servers.js';
+import { keysForTesting, type Connection } from '../../src/core/connection/index.js';
 import { addAddrHmac } from '../../src/crypto/index.js';
 import { encodeFrameHead } from '../../src/transport/userspace/frame.js';
 import { tcpProbe } from '../../src/api/client.js';

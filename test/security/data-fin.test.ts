@@ -12,13 +12,13 @@
  */
 import { describe, it, expect, afterEach } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
-import { listen, close, mptlsServer, mptlsConnect, until } from '../transport/helpers.js';
-import { startInjectingRelay, type ObservedFrame } from './injecting-relay.js';
+import { listen, close, mptlsServer, mptlsConnect, until } from '../support/servers.js';
+import { startInjectingRelay, type ObservedFrame } from '../support/injecting-relay.js';
 import type { DssOption } from '../../src/wire/types.js';
 import { encodeFrameHead } from '../../src/transport/userspace/frame.js';
 import { idsnFromTokens } from '../../src/crypto/index.js';
 import type { MptlsSocket } from '../../src/api/index.js';
-import { Sim, type PathSpec } from '../sim/sim.js';
+import { Sim, type PathSpec } from '../support/sim.js';
 
 const MiB = 1024 * 1024;
 const SIZE = 8 * MiB;

@@ -34,7 +34,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import net from 'node:net';
 import { createServer, connect, type MptlsSocket } from '../../src/api/index.js';
-import { fixtures, listen, close, sendBulk, receiveAll, mptlsConnect, until } from '../transport/helpers.js';
+import { fixtures, listen, close, sendBulk, receiveAll, mptlsConnect, until } from '../support/servers.js';
 
 const MiB = 1024 * 1024;
 const JOINS = 10_000;

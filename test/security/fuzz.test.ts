@@ -2,7 +2,7 @@
  * A small run of the fuzzer (`npm run fuzz` is the full one, over dist/):
  * the option decoder and the frame parser only ever return or throw their
  * own error type, and a real server on loopback, fed 500 raw sessions of bad
- * input (scripts/fuzz-lib.mjs lists the kinds), closes every one of them
+ * input (test/support/fuzz-lib.mjs lists the kinds), closes every one of them
  * with a reason, never throws, keeps accepting legitimate clients, and never
  * puts key material into a message. The key scan reads every connection's
  * keys on both sides with keysForTesting, must find a key planted into the
@@ -28,9 +28,9 @@ import {
   kindInfo,
   SESSION_KINDS,
   type FuzzLib,
-} from '../../scripts/fuzz-lib.mjs';
-import { keysForTesting, type Connection } from '../../src/core/connection.js';
-import { fixtures, listen, close } from '../transport/helpers.js';
+} from '../support/fuzz-lib.mjs';
+import { keysForTesting, type Connection } from '../../src/core/connection/index.js';
+import { fixtures, listen, close } from '../support/servers.js';
 
 const lib: FuzzLib = mptls;
 const SEED = Number(process.env.MPTLS_FUZZ_SEED ?? 20261127);

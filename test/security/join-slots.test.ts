@@ -27,9 +27,11 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { listen, close, mptlsServer, mptlsConnect, until } from '../transport/helpers.js';
-import { startInjectingRelay, type InjectingRelay } from './injecting-relay.js';
-import { encodeFrameHead, FrameParser, preamble, ROLE_CLIENT } from '../../src/transport/userspace/frame.js';
+import { listen, close, mptlsServer, mptlsConnect, until } from '../support/servers.js';
+import { startInjectingRelay, type InjectingRelay } from '../support/injecting-relay.js';
+import { useTestSeed } from '../support/random.js';
+import { FrameParser } from '../../src/transport/userspace/frame.js';
+import { joinSyn } from '../support/frames.js';
 import type { MptlsSocket } from '../../src/api/index.js';
 
 const ATTACK_CONNECTIONS = 150;
@@ -38,6 +40,7 @@ const LEGIT_JOIN_BOUND_MS = 3_000;
 /** Expiry on loopback is the 1 s floor; slack for timers and a busy machine. */
 const EXPIRY_BOUND_MS = 1_000 + 750;
 
+const rng = useTestSeed(0x5107);
 const cleanup: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f();
@@ -105,8 +108,7 @@ class JoinFlooder {
     let accepted = false;
     s.on('error', () => {});
     s.on('connect', () => {
-      s.write(preamble(ROLE_CLIENT));
-      s.write(encodeFrameHead({ options: [{ subtype: 'MP_JOIN', stage: 'syn', backup: false, addressId: 9, receiverToken: token, senderRandom: (Math.random() * 2 ** 32) >>> 0 }] }));
+      s.write(joinSyn(token, rng.u32(), 9));
     });
     s.on('data', (d) => {
       let items;

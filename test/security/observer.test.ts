@@ -2,7 +2,7 @@
  * An on-path observer against a real multipath TLS connection.
  *
  * The client (localAddresses 127.0.0.1 and 127.0.0.2) dials an injecting
- * relay (./injecting-relay.ts), so both its first subflow and its join cross
+ * relay (test/support/injecting-relay.ts), so both its first subflow and its join cross
  * the observer, which records every byte, knows every frame boundary and may
  * insert whole frames or delay a direction. Using only what it saw (tokens
  * at their fixed offsets, recorded bytes), the observer tries:
@@ -30,17 +30,18 @@ import { describe, it, expect, afterEach } from 'vitest';
 import net from 'node:net';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
-import { fixtures, listen, close, sendBulk, receiveAll, mptlsServer, mptlsConnect, until, sink } from '../transport/helpers.js';
-import { startInjectingRelay, type InjectingRelay, type ObservedSubflow } from './injecting-relay.js';
-import { FrameParser, encodeFrameHead, preamble, ROLE_CLIENT, JOIN_TOKEN_OFFSET, PREAMBLE_LENGTH, FRAME_HEADER_LENGTH } from '../../src/transport/userspace/frame.js';
+import { fixtures, listen, close, sendBulk, receiveAll, mptlsServer, mptlsConnect, until } from '../support/servers.js';
+import { sink } from '../support/sink.js';
+import { frame, joinSyn, rawSubflow as openRawSubflow } from '../support/frames.js';
+import { fixturePath } from '../support/fixtures.mjs';
+import { startInjectingRelay, type InjectingRelay, type ObservedSubflow } from '../support/injecting-relay.js';
+import { FrameParser, JOIN_TOKEN_OFFSET, PREAMBLE_LENGTH, FRAME_HEADER_LENGTH } from '../../src/transport/userspace/frame.js';
 import { decodeOption } from '../../src/wire/options.js';
 import type { MptcpOption, MpCapableOption, DssOption } from '../../src/wire/types.js';
 import { joinAckHmac, joinSynAckHmac, addAddrHmac, tokenFromKey } from '../../src/crypto/index.js';
 import { exportMptcpKeys, keyFingerprints } from '../../src/tls/keys.js';
 import { createServer as createHttpsServer } from '../../src/api/https.js';
-import { main } from '../../src/api/cli.js';
-import type { Segment } from '../../src/core/types.js';
+import { main } from '../../src/cli/main.js';
 import { MIB_NAMES, type MibCounters } from '../../src/core/mib.js';
 import type { MptlsSocket, ConnectOptions } from '../../src/api/index.js';
 import type { MultipathDriver } from '../../src/transport/userspace/driver.js';
@@ -50,7 +51,7 @@ const SIZE = 8 * MiB;
 const BRUTE_FORCE_JOINS = 2000;
 const BRUTE_FORCE_IN_FLIGHT = 50;
 const HOLD_TLS_MS = 300;
-const CA = path.join(fileURLToPath(new URL('../../certs-fixtures/', import.meta.url)), 'ca.pem');
+const CA = fixturePath('ca.pem');
 
 const cleanup: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -65,60 +66,15 @@ function record(attack: string, mode: 'external' | 'rfc8684', outcome: string): 
 
 // ─── the observer's tools ────────────────────────────────────────────────
 
-/** A whole frame: header, options, payload. */
-function frame(options: MptcpOption[], payload?: Uint8Array): Buffer {
-  const seg: Segment = payload ? { options, payload } : { options };
-  return Buffer.concat([Buffer.from(encodeFrameHead(seg)), ...(payload ? [Buffer.from(payload)] : [])]);
-}
-
-function joinSyn(token: number, randA: number, addressId = 7): Buffer {
-  return Buffer.concat([
-    Buffer.from(preamble(ROLE_CLIENT)),
-    frame([{ subtype: 'MP_JOIN', stage: 'syn', backup: false, addressId, receiverToken: token, senderRandom: randA }]),
-  ]);
-}
-
 function randomU32(): number {
   return randomBytes(4).readUInt32BE(0);
 }
 
-/** A raw TCP subflow of the observer's own, straight to the server, speaking the wire by hand. */
+/** A raw TCP subflow of the observer's own, straight to the server, speaking the wire by hand; destroyed after the test. */
 async function rawSubflow(port: number, host = '127.0.0.1') {
-  const sock = net.connect({ host, port });
-  sock.on('error', () => {});
-  cleanup.push(() => void sock.destroy());
-  await new Promise<void>((r) => sock.once('connect', () => r()));
-  const parser = new FrameParser();
-  const segments: Segment[] = [];
-  let ended = false;
-  let endedAt = 0;
-  sock.on('data', (d: Buffer) => {
-    try {
-      for (const it of parser.push(d)) if (it.kind === 'segment' && it.segment.options.length > 0) segments.push(it.segment);
-    } catch {
-      sock.destroy();
-    }
-  });
-  sock.on('close', () => {
-    ended = true;
-    endedAt = performance.now();
-  });
-  return {
-    sock,
-    segments,
-    get ended() {
-      return ended;
-    },
-    get endedAt() {
-      return endedAt;
-    },
-    send(bytes: Uint8Array) {
-      sock.write(bytes);
-    },
-    options(): MptcpOption[] {
-      return segments.flatMap((s) => s.options);
-    },
-  };
+  const rogue = await openRawSubflow(port, host);
+  cleanup.push(() => void rogue.sock.destroy());
+  return rogue;
 }
 
 /** Waits for the server's MP_JOIN SYN/ACK on a rogue subflow. */

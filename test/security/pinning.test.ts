@@ -42,7 +42,7 @@ import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { transformWithOxc } from 'vite';
 import type { MptlsSocket } from '../../src/api/index.js';
-import { fixtures, listen, close, mptlsServer, mptlsConnect, until } from '../transport/helpers.js';
+import { fixtures, listen, close, mptlsServer, mptlsConnect, until } from '../support/servers.js';
 
 const MiB = 1024 * 1024;
 const LIMIT = 1 * MiB;

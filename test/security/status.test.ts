@@ -4,19 +4,17 @@
  * any client. The status page is now opt-in (--status): a stock `mptls serve`
  * shows a minimal page, the same bytes for every client, and 404 elsewhere.
  */
-import fs from 'node:fs';
 import type http from 'node:http';
 import path from 'node:path';
-import { sink } from '../transport/helpers.js';
-import { fileURLToPath } from 'node:url';
+import { sink } from '../support/sink.js';
+import { FIXTURES_DIR as FIXTURES, fixture } from '../support/fixtures.mjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXIT_OK, main } from '../../src/api/cli.js';
+import { EXIT_OK, main } from '../../src/cli/main.js';
 import * as https from '../../src/api/https.js';
 import type { MptlsSocket } from '../../src/api/client.js';
 import { MIB_NAMES } from '../../src/core/mib.js';
 
-const FIXTURES = fileURLToPath(new URL('../../certs-fixtures/', import.meta.url));
-const CA = fs.readFileSync(path.join(FIXTURES, 'ca.pem'));
+const CA = fixture('ca.pem');
 
 /** One request over multipath (two subflows when `join`); resolves with the status, body and the connection's facts. */
 function get(port: number, target: string, join = false): Promise<{ status: number; body: string; tokens?: { local: number; remote: number }; fingerprints?: { keyA: string; keyB: string } }> {

@@ -19,13 +19,13 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { fixtures, listen, close, mptlsServer, mptlsConnect, until } from '../transport/helpers.js';
+import { fixtures, listen, close, mptlsServer, mptlsConnect, until } from '../support/servers.js';
 import { connect, type MptlsSocket } from '../../src/api/index.js';
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS } from '../../src/api/server.js';
 import { encodeFrameHead, FrameParser, preamble, ROLE_CLIENT } from '../../src/transport/userspace/frame.js';
 import { CapableFlag } from '../../src/wire/types.js';
 import { exportMptcpKeys, keyFingerprints } from '../../src/tls/keys.js';
-import { keysForTesting } from '../../src/core/connection.js';
+import { keysForTesting } from '../../src/core/connection/index.js';
 import { sessionFlags } from '../../src/tls/binding.js';
 
 const cleanup: (() => Promise<void> | void)[] = [];

@@ -3,34 +3,15 @@
  * sanity checks of the committed fixtures made by scripts/make-certs.mjs.
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import * as tls from 'node:tls';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_ALT_NAMES, generateSelfSigned, type SelfSignedCredentials } from '../../src/tls/certs.js';
 import { checkServerPin, spkiSha256 } from '../../src/tls/pin.js';
+import { fixtureText as fixture } from '../support/fixtures.mjs';
+import { withTlsServer } from '../support/tls-server.js';
 
-const FIXTURES = fileURLToPath(new URL('../../certs-fixtures/', import.meta.url));
-const fixture = (name: string): string => readFileSync(FIXTURES + name, 'utf8');
 
-async function withServer<T>(opts: tls.TlsOptions, fn: (port: number) => Promise<T>): Promise<T> {
-  const server = tls.createServer(opts, (sock) => {
-    sock.on('error', () => {});
-    sock.end('hello');
-  });
-  server.on('tlsClientError', () => {});
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
-  try {
-    return await fn(port);
-  } finally {
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
-}
+const withServer = <T>(opts: tls.TlsOptions, fn: (port: number) => Promise<T>): Promise<T> => withTlsServer(opts, fn, 'hello');
 
 type Outcome =
   | { ok: true; protocol: string | null; authorized: boolean; peer: tls.PeerCertificate; data: string }

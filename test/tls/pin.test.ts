@@ -5,10 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { X509Certificate, createHash, createPublicKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import * as tls from 'node:tls';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
   ERR_MPTLS_PIN_MISMATCH,
@@ -17,9 +14,9 @@ import {
   normalizePin,
   spkiSha256,
 } from '../../src/tls/pin.js';
+import { fixtureText as fixture } from '../support/fixtures.mjs';
+import { withTlsServer } from '../support/tls-server.js';
 
-const FIXTURES = fileURLToPath(new URL('../../certs-fixtures/', import.meta.url));
-const fixture = (name: string): string => readFileSync(FIXTURES + name, 'utf8');
 
 const serverPem = fixture('server.pem');
 const serverKey = fixture('server.key');
@@ -119,23 +116,7 @@ describe('normalizePin', () => {
 // ---------------------------------------------------------------------------
 // Real handshakes.
 
-async function withServer<T>(fn: (port: number) => Promise<T>): Promise<T> {
-  const server = tls.createServer({ key: serverKey, cert: serverPem }, (sock) => {
-    sock.on('error', () => {});
-    sock.end();
-  });
-  server.on('tlsClientError', () => {});
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
-  try {
-    return await fn(port);
-  } finally {
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
-}
+const withServer = <T>(fn: (port: number) => Promise<T>): Promise<T> => withTlsServer({ key: serverKey, cert: serverPem }, fn);
 
 type Outcome = { ok: true; protocol: string | null } | { ok: false; error: Error & { code?: string } };
 

@@ -7,7 +7,7 @@ import { describe, it, expect, afterEach } from 'vitest';
 import { spawnSync, spawn } from 'node:child_process';
 import nodeHttps from 'node:https';
 import type http from 'node:http';
-import { fixtures, listen, close } from './helpers.js';
+import { fixtures, listen, close } from '../support/servers.js';
 import { https, type MptlsSocket } from '../../src/api/index.js';
 
 const servers: { close(cb: () => void): void }[] = [];

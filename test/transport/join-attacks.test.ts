@@ -5,13 +5,12 @@
  * and counted; the real connection carries on intact.
  */
 import { describe, it, expect, afterEach } from 'vitest';
-import net from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { fixtures, listen, close, sendBulk, receiveAll, mptlsServer, mptlsConnect, until } from './helpers.js';
-import { startRelay, type Relay } from '../helpers/relay.js';
-import { FrameParser, encodeFrameHead, preamble, ROLE_CLIENT, JOIN_TOKEN_OFFSET } from '../../src/transport/userspace/frame.js';
+import { fixtures, listen, close, sendBulk, receiveAll, mptlsServer, mptlsConnect, until } from '../support/servers.js';
+import { startRelay, type Relay } from '../support/relay.js';
+import { frame, joinSyn, rawSubflow } from '../support/frames.js';
+import { JOIN_TOKEN_OFFSET } from '../../src/transport/userspace/frame.js';
 import { joinAckHmac } from '../../src/crypto/index.js';
-import type { Segment } from '../../src/core/types.js';
 import type { MptlsSocket } from '../../src/api/index.js';
 
 const MiB = 1024 * 1024;
@@ -19,34 +18,6 @@ const cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const f of cleanup.splice(0)) await f();
 });
-
-/** A raw TCP client speaking the userspace wire by hand. */
-async function rawSubflow(port: number) {
-  const sock = net.connect({ host: '127.0.0.1', port });
-  sock.on('error', () => {});
-  await new Promise<void>((r) => sock.once('connect', () => r()));
-  const parser = new FrameParser();
-  const segments: Segment[] = [];
-  let ended = false;
-  sock.on('data', (d) => {
-    for (const it of parser.push(d)) if (it.kind === 'segment') segments.push(it.segment);
-  });
-  sock.on('close', () => (ended = true));
-  return {
-    sock,
-    segments,
-    get ended() {
-      return ended;
-    },
-    send(bytes: Uint8Array) {
-      sock.write(bytes);
-    },
-  };
-}
-
-function frame(seg: Segment): Uint8Array {
-  return encodeFrameHead(seg);
-}
 
 async function observedConnection() {
   let serverSocket: MptlsSocket | undefined;
@@ -76,14 +47,14 @@ describe('joins by an on-path observer', () => {
 
     const rogue = await rawSubflow(port);
     const randA = randomBytes(4).readUInt32BE(0);
-    rogue.send(Buffer.concat([preamble(ROLE_CLIENT), frame({ options: [{ subtype: 'MP_JOIN', stage: 'syn', backup: false, addressId: 7, receiverToken: tokenB, senderRandom: randA }] })]));
+    rogue.send(joinSyn(tokenB, randA, 7));
     await until(() => rogue.segments.length >= 1, 5000, 'SYN/ACK');
     const synack = rogue.segments[0].options[0];
     expect(synack).toMatchObject({ subtype: 'MP_JOIN', stage: 'synack' });
     if (synack.subtype !== 'MP_JOIN' || synack.stage !== 'synack') throw new Error('no SYN/ACK');
     const guessA = randomBytes(8);
     const guessB = randomBytes(8);
-    rogue.send(frame({ options: [{ subtype: 'MP_JOIN', stage: 'ack', hmac: joinAckHmac(guessA, guessB, randA, synack.senderRandom) }] }));
+    rogue.send(frame([{ subtype: 'MP_JOIN', stage: 'ack', hmac: joinAckHmac(guessA, guessB, randA, synack.senderRandom) }]));
     await until(() => rogue.ended, 5000, 'the rogue subflow to be closed');
     expect(rogue.segments.at(-1)!.options[0]).toMatchObject({ subtype: 'MP_TCPRST', reason: 1 });
     expect(serverSocket.mptcp.counters().MPJoinAckHMacFailure).toBe(1);
@@ -121,7 +92,7 @@ describe('joins by an on-path observer', () => {
     const port = await listen(server);
     cleanup.push(() => close(server));
     const rogue = await rawSubflow(port);
-    rogue.send(Buffer.concat([preamble(ROLE_CLIENT), frame({ options: [{ subtype: 'MP_JOIN', stage: 'syn', backup: false, addressId: 1, receiverToken: 0x12345678, senderRandom: 1 }] })]));
+    rogue.send(joinSyn(0x12345678, 1, 1));
     await until(() => rogue.ended, 5000, 'refusal');
     expect(rogue.segments[0].options[0]).toMatchObject({ subtype: 'MP_TCPRST' });
     expect(server.mptcp.counters().MPJoinNoTokenFound).toBe(1);

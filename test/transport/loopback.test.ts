@@ -5,7 +5,7 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import tls from 'node:tls';
 import net from 'node:net';
-import { fixtures, listen, close, sendBulk, receiveAll, mptlsServer, mptlsConnect, until, type Server } from './helpers.js';
+import { fixtures, listen, close, sendBulk, receiveAll, mptlsServer, mptlsConnect, until, type Server } from '../support/servers.js';
 import { exportMptcpKeys, EXPORTER_LABEL, exporterContext } from '../../src/tls/keys.js';
 import { connect, type MptlsSocket } from '../../src/api/index.js';
 

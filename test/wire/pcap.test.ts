@@ -24,8 +24,8 @@ import {
   type PcapTcpPacket,
   type RawFrame,
   type TcpPacketSpec,
-} from '../helpers/pcap.js';
-import { fields, tsharkAvailable, TSHARK } from '../helpers/tshark.js';
+} from '../support/pcap.js';
+import { fields, tsharkAvailable, TSHARK } from '../support/tshark.js';
 import { mptcpOptionsFromTcpOptions, type MptcpOption } from '../../src/wire/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mptls-pcap-'));

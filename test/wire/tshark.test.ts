@@ -37,8 +37,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { canonicalIpAddress, parseIpv6, type MptcpOption } from '../../src/wire/index.js';
-import { TcpFlags, writePcap, tcpOptionsArea, type TcpPacketSpec } from '../helpers/pcap.js';
-import { dissect, tsharkAvailable, type FieldMap, type TsharkFrame } from '../helpers/tshark.js';
+import { TcpFlags, writePcap, tcpOptionsArea, type TcpPacketSpec } from '../support/pcap.js';
+import { dissect, tsharkAvailable, type FieldMap, type TsharkFrame } from '../support/tshark.js';
 
 const avail = tsharkAvailable();
 if (!avail.ok) console.warn(`[tshark oracle] skipped: ${avail.reason}`);

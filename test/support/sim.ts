@@ -14,32 +14,14 @@
  */
 import { createHash } from 'node:crypto';
 import { Endpoint } from '../../src/core/endpoint.js';
-import type { Connection } from '../../src/core/connection.js';
+import type { Connection } from '../../src/core/connection/index.js';
 import type { ClientConnectOptions, ConnectionOptions, KeyMode, Segment, Transmit, AddressInfo } from '../../src/core/types.js';
 import { decodeOption, encodeOption } from '../../src/wire/options.js';
 import { ServerIdTokenAllocator, type TokenAllocator } from '../../src/core/token.js';
+import { mulberry32, seededBytes } from './random.js';
 
 /** Per-frame bytes besides options and payload (userspace frame header). */
 export const FRAME_OVERHEAD = 8;
-
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-export function seededBytes(rand: () => number): (n: number) => Uint8Array {
-  return (n: number) => {
-    const b = new Uint8Array(n);
-    for (let i = 0; i < n; i++) b[i] = Math.floor(rand() * 256);
-    return b;
-  };
-}
 
 class Heap<T> {
   private items: { t: number; seq: number; v: T }[] = [];
@@ -278,12 +260,12 @@ export class Sim {
   /** Start the connection and the applications. */
   start(apps: { client?: AppSpec; server?: AppSpec }): void {
     const local = (this.opts.joinAllPaths ?? true) ? this.paths.map((p) => ({ address: p.clientAddress })) : [{ address: this.paths[0].clientAddress }];
-    this.client = this.clientEndpoint.connect(this.now, {
+    this.client = this.clientEndpoint.connect({
       mode: this.opts.mode ?? 'external',
       remote: { address: this.paths[0].serverAddress, port: 443 },
       localAddresses: local,
       ...this.opts.client,
-    });
+    }, this.now);
     this.apps.client = new App(apps.client ?? { bytes: 0 }, apps.server?.bytes, this.source);
     this.apps.server = new App(apps.server ?? { bytes: 0 }, apps.client?.bytes, this.source);
     const sub = this.newSub(this.paths[0], 0);
@@ -441,8 +423,8 @@ export class Sim {
 
   private killSub(s: SimSubflow, how: 'reset'): void {
     s.open = false;
-    this.client.handleSubflowClosed(s.clientSubflow, this.now, how);
-    if (s.serverConn && s.serverSubflow !== undefined) s.serverConn.handleSubflowClosed(s.serverSubflow, this.now, how);
+    this.client.handleSubflowClosed(s.clientSubflow, how, this.now);
+    if (s.serverConn && s.serverSubflow !== undefined) s.serverConn.handleSubflowClosed(s.serverSubflow, how, this.now);
     this.pump('client');
     this.pump('server');
   }
@@ -476,12 +458,12 @@ export class Sim {
     if (!sub.open && !close) return;
     if (to === 'server') {
       if (!sub.serverConn) {
-        const r = this.serverEndpoint.handleNewSubflow(segment, this.now, {
+        const r = this.serverEndpoint.handleNewSubflow(segment, {
           localAddress: sub.path.serverAddress,
           localPort: 443,
           remoteAddress: sub.path.clientAddress,
           remotePort: 40000 + sub.key,
-        });
+        }, this.now);
         if (r.kind === 'refused') {
           this.trace(`server refused subflow ${sub.key}: ${r.reason}`);
           this.sendRaw(sub, 'server', { subflow: -1, segment: r.reply, close: 'reset' });
@@ -503,7 +485,7 @@ export class Sim {
       sub.serverConn.handleSegment(sub.serverSubflow!, segment, this.now);
       if (close) {
         sub.open = false;
-        sub.serverConn.handleSubflowClosed(sub.serverSubflow!, this.now, close);
+        sub.serverConn.handleSubflowClosed(sub.serverSubflow!, close, this.now);
       }
       this.pump('server');
     } else if (sub.rogue) {
@@ -513,7 +495,7 @@ export class Sim {
       this.client.handleSegment(sub.clientSubflow, segment, this.now);
       if (close) {
         sub.open = false;
-        this.client.handleSubflowClosed(sub.clientSubflow, this.now, close);
+        this.client.handleSubflowClosed(sub.clientSubflow, close, this.now);
       }
       this.pump('client');
     }
@@ -579,7 +561,7 @@ export class Sim {
           this.paths.find((p) => p.serverAddress === ev.remoteAddress && ev.localAddress === this.paths[0].clientAddress) ??
           this.paths.find((p) => p.clientAddress === ev.localAddress);
         if (!path) {
-          conn.handleSubflowClosed(ev.subflow, this.now, 'error');
+          conn.handleSubflowClosed(ev.subflow, 'error', this.now);
           break;
         }
         this.newSub(path, ev.subflow);

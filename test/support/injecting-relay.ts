@@ -1,6 +1,6 @@
 /**
  * An on-path observer that can also inject: a TCP relay like
- * test/helpers/relay.ts that records every byte of both directions of every
+ * test/support/relay.ts that records every byte of both directions of every
  * subflow crossing it, and in addition tracks the userspace wire format
  * (docs/PROTOCOL.md §5: an 8-byte preamble, then frames of a 16-byte header,
  * options and payload) so that it knows the exact frame boundaries of each

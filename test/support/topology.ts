@@ -5,7 +5,7 @@
  *   path i (1-based):  client  va<i>  198.18.i.1/24  <->  198.18.i.2/24  vb<i>  server
  *
  * - Namespaces are `mptls-<name>-<pid>-<hex>-c` and `…-s` (the naming of
- *   test/helpers/netns.ts), so leftovers of crashed runs are recognised and
+ *   test/support/netns.ts), so leftovers of crashed runs are recognised and
  *   swept by the next `create`. Only 198.18.0.0/15 addresses are used, and
  *   only inside these namespaces; nothing is created in the root namespace.
  * - rp_filter is 0 (`all` and `default`, set before any link exists) and IPv6
@@ -53,7 +53,7 @@ import {
   run,
   type RunResult,
   sweepStaleNamespaces,
-} from '../helpers/netns.js';
+} from './netns.js';
 
 export type Side = 'client' | 'server';
 
@@ -421,3 +421,5 @@ export async function withTopology<T>(opts: TopologyOptions, fn: (topo: Topology
     topo.destroy();
   }
 }
+
+export { LabProcess, type RunResult } from './netns.js';

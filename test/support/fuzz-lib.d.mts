@@ -1,4 +1,4 @@
-/** Types of scripts/fuzz-lib.mjs, for the tests that share it. */
+/** Types of test/support/fuzz-lib.mjs, for the tests that share it. */
 import type net from 'node:net';
 
 export interface Rng {
@@ -131,7 +131,7 @@ export interface KeyStats {
   /** distinct keys collected */
   keys: number;
 }
-/** `keysForTesting` of src/core/connection.ts or dist/core/connection.js. */
+/** `keysForTesting` of src/core/connection.ts or dist/core/connection/index.js. */
 export type KeysOf = (conn: never) => { localKey?: Uint8Array; remoteKey?: Uint8Array };
 export function instrumentServer(server: net.Server & { mptcp: unknown }, o: { keysOf: KeysOf }): Instrumented & { keyStats(): KeyStats };
 export function reasonClass(msg: unknown): string;

@@ -12,6 +12,7 @@
  */
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { concat } from './bytes.mjs';
 
 // ───────────────────────────── randomness ─────────────────────────────────
 
@@ -73,18 +74,6 @@ export function makeRng(seed) {
 }
 
 export const hex = (b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
-
-function concat(parts) {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 // ───────────────────────────── option generators ───────────────────────────
 
@@ -1017,7 +1006,7 @@ export function reasonClass(msg) {
  * and both keys of every connection it made, for the key-material scan.
  *
  * `keysOf` is `keysForTesting` from the same build as the server
- * (src/core/connection.ts or dist/core/connection.js): the keys are #private,
+ * (src/core/connection.ts or dist/core/connection/index.js): the keys are #private,
  * so nothing else can read them. Keys are read when the connection is
  * established, when its keys are installed, when its TLS session is up and
  * when it closes; `keyStats()` says how many connections gave how many keys.

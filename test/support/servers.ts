@@ -1,17 +1,15 @@
-import { readFileSync } from 'node:fs';
+/**
+ * Servers and clients over loopback for the transport, security and API
+ * tests: listen on a free port, close with a grace period, mptls server and
+ * client with the fixtures, bulk transfers with a hash, polling.
+ */
 import { createHash, randomBytes } from 'node:crypto';
-import type net from 'node:net';
-import { PassThrough } from 'node:stream';
+import net from 'node:net';
 import type tls from 'node:tls';
 import { createServer, connect, type ConnectOptions, type MptlsSocket, type ServerOptions } from '../../src/api/index.js';
+import { fixtures } from './fixtures.mjs';
 
-export const fixtures = {
-  key: readFileSync(new URL('../../certs-fixtures/server.key', import.meta.url)),
-  cert: readFileSync(new URL('../../certs-fixtures/server.pem', import.meta.url)),
-  ca: readFileSync(new URL('../../certs-fixtures/ca.pem', import.meta.url)),
-  clientKey: readFileSync(new URL('../../certs-fixtures/client.key', import.meta.url)),
-  clientCert: readFileSync(new URL('../../certs-fixtures/client.pem', import.meta.url)),
-};
+export { fixtures };
 
 export type Server = ReturnType<typeof createServer>;
 
@@ -27,6 +25,15 @@ export async function listen(server: net.Server, host = '127.0.0.1'): Promise<nu
   });
   await new Promise<void>((r) => server.listen(0, host, r));
   return (server.address() as net.AddressInfo).port;
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (for a program that must be told its port). */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, host, r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
 }
 
 /** Closes a server; connections still open after `graceMs` are destroyed (a test failed half-way). */
@@ -102,14 +109,4 @@ export async function until(cond: () => boolean, ms = 5000, what = 'condition'):
     if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
-}
-
-/** A writable that keeps what was written (CLI stdout/stderr in tests). */
-export function sink(): PassThrough & { text(): string; bytes(): Buffer } {
-  const chunks: Buffer[] = [];
-  const s = new PassThrough() as PassThrough & { text(): string; bytes(): Buffer };
-  s.on('data', (c: Buffer) => chunks.push(c));
-  s.bytes = () => Buffer.concat(chunks);
-  s.text = () => s.bytes().toString('utf8');
-  return s;
 }

@@ -15,6 +15,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { encodeOption, parseIpv4, parseIpv6, formatIpv4, formatIpv6, type MptcpOption } from '../../src/wire/index.js';
+import { concat } from './bytes.mjs';
 
 // ---------------------------------------------------------------------------
 // TCP flags
@@ -298,14 +299,7 @@ export function buildPcapngFrames(
     body.set(f.data, 20);
     block(6, body);
   });
-  const total = blocks.reduce((n, b) => n + b.length, 0);
-  const out = new Uint8Array(total);
-  let o = 0;
-  for (const b of blocks) {
-    out.set(b, o);
-    o += b.length;
-  }
-  return out;
+  return concat(blocks);
 }
 
 /** Wraps an IP packet in a link-layer header. */
