@@ -29,6 +29,9 @@ export const DEFAULT_TIMERS: ConnectionTimers = {
   initialStallMs: 1_000,
   delayedAckMs: 5,
   userTimeoutMs: 30_000,
+  resumeTimeoutMs: 30_000,
+  resumeRetryMinMs: 250,
+  resumeRetryMaxMs: 1_000,
 };
 
 /**
@@ -51,6 +54,8 @@ export const ENDPOINT_DEFAULTS = {
   maxPendingJoins: 1024,
   /** Joins in progress from one source address (IPv4, IPv6 /64). */
   maxPendingJoinsPerSource: 64,
+  /** Parked connections at once (each holds at most its send and receive buffers). */
+  maxParkedConnections: 1024,
 } as const;
 
 /** The userspace listener (Acceptor) and the server's handshake. */

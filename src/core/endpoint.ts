@@ -62,6 +62,8 @@ export class Endpoint {
   private readonly maxConnections: number;
   private readonly maxPendingJoins: number;
   private readonly maxPendingJoinsPerSource: number;
+  private readonly maxParkedConnections: number;
+  private readonly parked = new Set<Connection>();
   private readonly joinSource: (path: PathInfo) => string;
   /** Pending server joins: by connection and subflow id, and by source (each set oldest first). */
   private readonly joinSlots = new Map<Connection, Map<number, JoinSlot>>();
@@ -85,6 +87,7 @@ export class Endpoint {
     this.maxConnections = options.maxConnections ?? ENDPOINT_DEFAULTS.maxConnections;
     this.maxPendingJoins = options.maxPendingJoins ?? ENDPOINT_DEFAULTS.maxPendingJoins;
     this.maxPendingJoinsPerSource = options.maxPendingJoinsPerSource ?? ENDPOINT_DEFAULTS.maxPendingJoinsPerSource;
+    this.maxParkedConnections = options.maxParkedConnections ?? ENDPOINT_DEFAULTS.maxParkedConnections;
     this.joinSource = options.joinSource ?? defaultJoinSource;
     this.onWake = options.onWake;
     this.serverDefaults = options.server ?? {};
@@ -102,6 +105,18 @@ export class Endpoint {
         }
       },
       admitJoin: (conn, source, freeing, now) => this.admitJoin(conn, source, freeing, now),
+      park: (conn) => {
+        if (this.parked.has(conn)) return true;
+        if (this.parked.size >= this.maxParkedConnections) {
+          this.mib.inc('ConnParkRefused');
+          return false;
+        }
+        this.parked.add(conn);
+        return true;
+      },
+      unpark: (conn) => {
+        this.parked.delete(conn);
+      },
       reserveJoin: (conn, subflow, source, now) => {
         let byId = this.joinSlots.get(conn);
         if (!byId) this.joinSlots.set(conn, (byId = new Map()));
@@ -158,6 +173,10 @@ export class Endpoint {
   /** Live connections (by token). */
   get connectionCount(): number {
     return this.tokens.size;
+  }
+  /** Connections parked now (every subflow lost, waiting for a resume). */
+  get parkedCount(): number {
+    return this.parked.size;
   }
   get pendingJoinCount(): number {
     return this.pendingJoins;

@@ -76,6 +76,11 @@ export const MIB_NAMES = [
   'DataFinAuthFailure',
   'ProtocolError',
   'SubflowLimit',
+  // outliving paths (parked connections)
+  'ConnParked',
+  'ConnParkRefused',
+  'ConnResumed',
+  'ConnResumeTimeout',
   'ConnectionLimit',
 ] as const;
 

@@ -66,6 +66,8 @@ export type CloseReason =
   /** Client: the server answered the MP_CAPABLE SYN with MP_TCPRST (e.g. its token table is full). */
   | 'refused'
   | 'no-subflows'
+  /** Parked (every subflow lost) for resumeTimeoutMs without a join. */
+  | 'resume-timeout'
   | 'timeout'
   | 'handshake-timeout'
   | 'handshake-failed'
@@ -88,6 +90,10 @@ export type ConnectionEvent =
   | { type: 'data-fin' }
   | { type: 'address-added'; addressId: number; address: string; port?: number }
   | { type: 'address-removed'; addressId: number }
+  /** Every subflow is lost: the connection is parked (resumeTimeoutMs). */
+  | { type: 'paths-lost' }
+  /** A join completed on a parked connection: it is active again. */
+  | { type: 'paths-restored' }
   | { type: 'closed'; reason: CloseReason };
 
 export interface ConnectionLimits {
@@ -152,6 +158,18 @@ export interface ConnectionTimers {
    * aborted ('timeout'), like TCP_USER_TIMEOUT. Default: src/core/config.ts.
    */
   userTimeoutMs: number;
+  /**
+   * A connection that lost every subflow is parked this long, waiting for a
+   * join (the client re-joins at once, then with backoff), before it closes
+   * with 'resume-timeout'. 0: it closes at once ('no-subflows'), as plain
+   * MPTCP does. External keys only (a resume is an MP_JOIN under the
+   * TLS-bound keys). Default: src/core/config.ts.
+   */
+  resumeTimeoutMs: number;
+  /** Client: the first re-join of a pair comes at once, the next after this, doubling. Default: src/core/config.ts. */
+  resumeRetryMinMs: number;
+  /** Client: the longest wait between two re-joins of one address pair. Default: src/core/config.ts. */
+  resumeRetryMaxMs: number;
 }
 
 export interface ConnectionOptions {
@@ -197,6 +215,8 @@ export interface EndpointOptions {
   maxPendingJoins?: number;
   /** Joins in progress from one source (see `joinSource`), across all connections; more are refused (`MPJoinSourceLimit`). Default: src/core/config.ts. */
   maxPendingJoinsPerSource?: number;
+  /** Parked connections (every subflow lost, waiting for a resume) at once; past it a connection that loses its last subflow closes. Default: src/core/config.ts. */
+  maxParkedConnections?: number;
   /**
    * The source a pending join counts under. Default: the peer's IPv4
    * address, or the /64 prefix of its IPv6 address (IPv4-mapped IPv6 counts

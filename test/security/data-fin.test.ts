@@ -39,10 +39,10 @@ function dataFinFrame(idsn: bigint, offset: number, mac?: Uint8Array): Buffer {
   );
 }
 
-async function setup(localAddresses: string[]) {
+async function setup(localAddresses: string[], resumeTimeoutMs?: number) {
   const payload = randomBytes(SIZE);
   const sha = createHash('sha256').update(payload).digest('hex');
-  const server = mptlsServer({}, (s) => {
+  const server = mptlsServer({ mptcp: { resumeTimeoutMs } }, (s) => {
     s.on('error', () => {});
     s.once('data', () => s.end(payload)); // the client's "go": its subflows are up
   });
@@ -50,7 +50,7 @@ async function setup(localAddresses: string[]) {
   cleanup.push(() => close(server, 500));
   const relay = await startInjectingRelay(port);
   cleanup.push(() => relay.close());
-  const c = await mptlsConnect(relay.port, { mptcp: { localAddresses } });
+  const c = await mptlsConnect(relay.port, { mptcp: { localAddresses, resumeTimeoutMs } });
   await until(() => c.mptcp.subflows().filter((s) => s.state === 'established').length === localAddresses.length, 5000, 'subflows');
   const t = c.mptcp.tokens!;
   const idsnServer = idsnFromTokens(t.remote, t.local); // public: the tokens are on the wire
@@ -135,24 +135,34 @@ describe('authenticated DATA_FIN', () => {
     c.end();
   });
 
-  it('every subflow closed before the authenticated DATA_FIN: an error, not a clean end', async () => {
-    const { c, relay } = await setup(['127.0.0.1', '127.0.0.2']);
-    const first = relay.subflows[0].s2c;
-    let cut = false;
-    first.onFrame = () => {
-      if (cut || first.payloadBytes < 0.3 * SIZE) return;
-      cut = true;
-      // An attacker on both paths sends TCP FINs (what a middlebox can do).
-      for (const sf of relay.subflows) sf.client.end();
-    };
-    const got = receive(c);
-    c.write('go');
-    const r = await got;
-    expect(cut).toBe(true);
-    expect(r.ended).toBe(false);
-    expect(r.error).toBeInstanceOf(Error);
-    expect(r.bytes).toBeLessThan(SIZE);
-  });
+  for (const resumeTimeoutMs of [0, undefined]) {
+    it(`every subflow closed by an attacker before the authenticated DATA_FIN: ${resumeTimeoutMs === 0 ? 'without resume, an error, never a clean end' : 'with resume (the default), the client resumes and the stream completes intact'}`, async () => {
+      const { c, relay, sha } = await setup(['127.0.0.1', '127.0.0.2'], resumeTimeoutMs);
+      const first = relay.subflows[0].s2c;
+      let cut = false;
+      first.onFrame = () => {
+        if (cut || first.payloadBytes < 0.3 * SIZE) return;
+        cut = true;
+        // An attacker on both paths sends TCP FINs (what a middlebox can do).
+        for (const sf of relay.subflows) sf.client.end();
+      };
+      const got = receive(c);
+      c.write('go');
+      const r = await got;
+      expect(cut).toBe(true);
+      if (resumeTimeoutMs === 0) {
+        expect(r.ended).toBe(false);
+        expect(r.error).toBeInstanceOf(Error);
+        expect(r.bytes).toBeLessThan(SIZE);
+      } else {
+        expect(r.error).toBeUndefined();
+        expect(r.ended).toBe(true);
+        expect(r.sha256).toBe(sha);
+        expect(c.mptcp.counters().ConnResumed).toBe(1);
+      }
+    });
+  }
+
 });
 
 describe('authenticated DATA_FIN in the core (simulator, virtual time)', () => {

@@ -91,6 +91,8 @@ interface Path {
   serverAddress: string;
   up: Pipe; // client → server
   down: Pipe; // server → client
+  /** No route: every subflow on it was reset and new ones fail at once (ENETUNREACH), until pathUp. */
+  unreachable?: boolean;
 }
 
 type Side = 'client' | 'server';
@@ -304,6 +306,17 @@ export class Sim {
       if (s.path.index !== i || !s.open) continue;
       this.killSub(s, 'reset');
     }
+  }
+
+  /** The path goes away (link down, address gone): its subflows are reset, new ones fail at once. */
+  pathDown(i: number): void {
+    this.paths[i].unreachable = true;
+    this.resetPath(i);
+  }
+
+  /** The path works again. */
+  pathUp(i: number): void {
+    this.paths[i].unreachable = false;
   }
 
   blackholePath(i: number): void {
@@ -560,7 +573,7 @@ export class Sim {
           this.paths.find((p) => p.clientAddress === ev.localAddress && p.serverAddress === ev.remoteAddress) ??
           this.paths.find((p) => p.serverAddress === ev.remoteAddress && ev.localAddress === this.paths[0].clientAddress) ??
           this.paths.find((p) => p.clientAddress === ev.localAddress);
-        if (!path) {
+        if (!path || path.unreachable) {
           conn.handleSubflowClosed(ev.subflow, 'error', this.now);
           break;
         }

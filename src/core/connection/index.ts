@@ -30,6 +30,8 @@ import { KeyState } from './handshake.js';
 import { SendState } from './send.js';
 import { RecvState } from './recv.js';
 import { PathState } from './pm.js';
+import * as resume from './resume.js';
+import { ResumeState } from './resume.js';
 import { MAX_MSS, SEGMENT_OVERHEAD } from './constants.js';
 
 
@@ -53,6 +55,10 @@ export interface ConnectionHost {
    * Takes no slot: `reserveJoin` does.
    */
   admitJoin(conn: Connection, source: string, freeing: boolean, now: number): 'ok' | 'source-limit' | 'endpoint-limit';
+  /** Server: room for one more parked connection (every subflow lost)? Takes the slot. */
+  park(conn: Connection): boolean;
+  /** The parked connection was resumed or closed: its slot is free. */
+  unpark(conn: Connection): void;
   /** Server: the pending join `subflow` of `conn` takes its slot. */
   reserveJoin(conn: Connection, subflow: number, source: string, now: number): void;
   /** Server: that join completed, failed or expired; a no-op when it holds no slot. */
@@ -84,6 +90,7 @@ export class Connection {
   /** @internal */ readonly send = new SendState();
   /** @internal */ readonly recv = new RecvState();
   /** @internal */ readonly paths = new PathState();
+  /** @internal */ readonly resume = new ResumeState();
 
   readonly role: Role;
   readonly mode: KeyMode;
@@ -170,6 +177,25 @@ export class Connection {
 
   get finished(): boolean {
     return this.send.finAcked;
+  }
+
+  /** 'parked': every subflow was lost and the connection waits for a resume (a join), at most `resumeTimeoutMs`. */
+  get pathState(): 'active' | 'parked' {
+    return resume.isParked(this) ? 'parked' : 'active';
+  }
+
+  /**
+   * Client: a local address appeared (or came back). Joins from it once the
+   * keys are confirmed, at once while the connection is parked. Returns its
+   * address id.
+   */
+  addLocalAddress(address: string, backup: boolean, now: number): number {
+    return pm.addLocalAddress(this, address, backup, now);
+  }
+
+  /** Client: a local address vanished; its subflows close ('removed'). */
+  removeLocalAddress(address: string, now: number): void {
+    pm.removeLocalAddress(this, address, now);
   }
 
   counters() {
@@ -384,6 +410,7 @@ export class Connection {
   }
   /** @internal */ closeWith(reason: CloseReason): void {
     if (this.state === 'closed') return;
+    resume.onClosed(this);
     this.state = 'closed';
     this.closeReason = reason;
     for (const s of this.subflows.values()) {
@@ -480,14 +507,17 @@ export class Connection {
       this.closeWith(reason === 'refused' && this.role === 'client' ? 'refused' : 'reset');
       return;
     }
-    pm.scheduleRejoin(this, sf, reason, wasPendingJoin, now);
+    if (!resume.onSubflowDown(this, sf, reason, wasPendingJoin, now)) pm.scheduleRejoin(this, sf, reason, wasPendingJoin, now);
+    if ((this.state as ConnectionState) === 'closed') return;
     // Acks and window updates that went down with it must be repeated, and
     // announcements it carried that were never echoed.
     this.recv.windowUpdatePending = true;
     for (const [id, a] of this.paths.unechoed) if (a.sentOn === sf.id) pm.sendAddAddr(this, id);
     let alive = 0;
     for (const s of this.subflows.values()) if (s.open) alive++;
-    if (alive === 0) this.closeWith(this.send.finAcked && this.recv.peerFinDone ? 'done' : 'no-subflows');
+    if (alive > 0) return;
+    if (this.send.finAcked && this.recv.peerFinDone) this.closeWith('done');
+    else if (!resume.park(this, now)) this.closeWith('no-subflows');
   }
   /** @internal */ recover(sf: Subflow): void {
     sf.stale = false;

@@ -6,6 +6,7 @@ import { TcpRstReason, TcpRstFlag } from '../../wire/types.js';
 import { joinAckHmac, joinSynAckHmac, timingSafeEqual } from '../../crypto/index.js';
 import type { JoinRequest } from '../path-manager.js';
 import type { Subflow } from '../subflow.js';
+import * as resume from './resume.js';
 import type { ConnectionTimers, PathInfo, SubflowDownReason } from '../types.js';
 import * as pm from './pm.js';
 import type { Connection, JoinResult } from './index.js';
@@ -104,6 +105,7 @@ export function joinEstablished(c: Connection, sf: Subflow): void {
   c.pendingJoins = Math.max(0, c.pendingJoins - 1);
   if (c.role === 'server') c.host.releaseJoin(c, sf.id);
   else c.paths.rejoinAttempts.delete(`${sf.localAddressId}|${sf.remoteAddressId}`);
+  resume.onJoinEstablished(c);
   c.events.push({ type: 'subflow-up', subflow: sf.id });
 }
 

@@ -11,6 +11,7 @@ import { BOUNDS } from '../config.js';
 import * as join from './join.js';
 import * as recv from './recv.js';
 import * as timers from './timers.js';
+import * as resume from './resume.js';
 import type { Connection } from './index.js';
 
 /** State owned by pm.ts. */
@@ -232,4 +233,33 @@ export function handleRemoveAddrOption(c: Connection, o: Extract<MptcpOption, { 
 export function handlePrio(c: Connection, sf: Subflow, o: Extract<MptcpOption, { subtype: 'MP_PRIO' }>): void {
   c.mib.inc('MPPrioRx');
   sf.backupPeer = o.backup;
+}
+
+/** Client: a local address appeared (or came back): join from it now, or as part of a resume. */
+export function addLocalAddress(c: Connection, address: string, backup: boolean, now: number): number {
+  let la = c.paths.localAddresses.find((a) => a.address === address);
+  if (!la) {
+    const id = c.paths.localAddresses.reduce((m, a) => Math.max(m, a.id), -1) + 1;
+    if (id > 255) return -1;
+    la = { id, address, backup };
+    c.paths.localAddresses.push(la);
+  }
+  if (c.role !== 'client' || c.state !== 'established' || !c.keys.confirmed) return la.id;
+  const inUse = [...c.subflows.values()].some((s) => s.open && s.localAddressId === la.id);
+  if (!inUse) resume.joinFrom(c, { localAddressId: la.id, remoteAddressId: 0, backup: la.backup }, now);
+  return la.id;
+}
+
+/** Client: a local address vanished: its subflows close ('removed'); it is no longer joined from. */
+export function removeLocalAddress(c: Connection, address: string, now: number): void {
+  const i = c.paths.localAddresses.findIndex((a) => a.address === address);
+  if (i < 0) return;
+  const id = c.paths.localAddresses[i].id;
+  c.paths.localAddresses.splice(i, 1);
+  for (const s of [...c.subflows.values()]) {
+    if (!s.open || s.localAddressId !== id) continue;
+    c.control.push({ subflow: s.id, segment: { options: [] }, close: 'reset' });
+    c.subflowDown(s, 'removed', now);
+    if (c.state === 'closed') return;
+  }
 }

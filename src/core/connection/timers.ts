@@ -4,7 +4,8 @@
  * `handleTimeout` a switch over the kinds that expired, in a fixed order.
  *
  * Slots set where their cause changes: `Establish` (set at creation, cleared
- * when the MP_CAPABLE handshake ends), `Rejoin` (the earliest re-join the
+ * when the MP_CAPABLE handshake ends), `Resume` (set when the connection is
+ * parked, cleared when it is resumed or closed), `Rejoin` (the earliest re-join the
  * path manager asked for: set when one is scheduled, reset when they run).
  * Derived slots, recomputed once per poll from the state they depend on
  * (RTT estimates move with every ACK, so "where it changes" is every ACK):
@@ -18,6 +19,7 @@ import type { Subflow } from '../subflow.js';
 import * as join from './join.js';
 import * as pm from './pm.js';
 import * as send from './send.js';
+import * as resume from './resume.js';
 import type { Connection } from './index.js';
 
 
@@ -30,6 +32,7 @@ import type { Connection } from './index.js';
  */
 export function deadDeadline(c: Connection): number {
   if (c.state !== 'established') return Infinity;
+  if (resume.isParked(c)) return Infinity; // the resume timer rules a parked connection
   const finGiveUp = c.send.finEverSent && !c.send.finAcked ? c.send.finFirstSentAt + c.timers.userTimeoutMs : Infinity;
   return Math.min(finGiveUp, staleDeadline(c));
 }
@@ -57,9 +60,9 @@ export function stallDeadline(c: Connection, s: Subflow): number {
   return Math.max(s.lastProgress, oldest) + s.stallTimeout(c.timers.minStallMs, c.timers.maxStallMs, c.timers.initialStallMs);
 }
 
-export const Timer = { Establish: 0, UserTimeout: 1, Rejoin: 2, DataFin: 3, Subflows: 4 } as const;
+export const Timer = { Establish: 0, UserTimeout: 1, Resume: 2, Rejoin: 3, DataFin: 4, Subflows: 5 } as const;
 export type TimerKind = (typeof Timer)[keyof typeof Timer];
-const KINDS = 5;
+const KINDS = 6;
 
 export class TimerTable {
   private readonly at = new Float64Array(KINDS).fill(Infinity);
@@ -131,6 +134,10 @@ export function handleTimeout(c: Connection, now: number): void {
     c.abortInternal('timeout', now);
     return;
   }
+  if (t.expired(Timer.Resume, now)) {
+    resume.onResumeTimeout(c);
+    return;
+  }
   if (t.expired(Timer.Rejoin, now)) onRejoin(c, now);
   if (t.expired(Timer.DataFin, now)) {
     // Our DATA_FIN's data ACK is late: send it again, on another subflow.
@@ -175,6 +182,12 @@ function onSubflowTimers(c: Connection, now: number): void {
       send.reinjectFrom(c, s);
       if (c.send.finSentOn === s.id && !c.send.finAcked) c.send.finSentOn = undefined; // resend the DATA_FIN elsewhere
       for (const [id, a] of c.paths.unechoed) if (a.sentOn === s.id) pm.sendAddAddr(c, id);
+      if (allStale(c)) resume.onAllStale(c, now);
     }
   }
+}
+
+function allStale(c: Connection): boolean {
+  for (const s of c.subflows.values()) if (s.established && !s.stale) return false;
+  return true;
 }
