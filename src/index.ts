@@ -23,6 +23,8 @@ export {
   type MptcpServerOptions,
   type ServerMptcpInfo,
   type MptcpMode,
+  type MptcpPathState,
+  type MptcpSubflowDown,
   type MptcpSocketInfo,
   type MptcpSubflow,
   type HaproxyConfigOptions,

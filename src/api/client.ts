@@ -9,7 +9,7 @@ import tls from 'node:tls';
 import { MptlsTlsError } from '../tls/binding.js';
 import { checkServerPin } from '../tls/pin.js';
 import { kernelClient, userspaceClient, type ClientTransport, type TransportClientOptions } from '../transport/index.js';
-import { coded } from './errors.js';
+import { checkAddressList, checkResumeTimeout, coded } from './errors.js';
 import { adopt, bindKeys, type MptlsSocket } from './session.js';
 
 export type { MptlsSocket } from './session.js';
@@ -67,6 +67,8 @@ export function connect(...args: unknown[]): MptlsSocket {
   const port = Number(options.port);
   if (!Number.isInteger(port) || port <= 0 || port > 65535) throw coded(new RangeError(`bad port ${String(options.port)}`), 'ERR_MPTLS_INVALID_PORT');
   const transport = pickTransport(mp.transport);
+  checkResumeTimeout(mp.resumeTimeoutMs);
+  checkAddressList('localAddresses', mp.localAddresses);
   const tlsOptions: tls.ConnectionOptions = { ...options };
   delete (tlsOptions as ConnectOptions).mptcp;
   delete (tlsOptions as ConnectOptions).pin;

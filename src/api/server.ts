@@ -20,7 +20,7 @@ import {
   type TransportConnection,
   type TransportServerOptions,
 } from '../transport/index.js';
-import { coded } from './errors.js';
+import { checkAddressList, checkResumeTimeout, coded } from './errors.js';
 import { adopt, bindKeys, type MptlsSocket } from './session.js';
 import { SERVER_DEFAULTS } from '../core/config.js';
 
@@ -59,6 +59,8 @@ type TlsConnectionListener = (this: tls.Server, socket: net.Socket) => void;
  */
 export function enableMultipath<S extends tls.Server>(server: S, options: ServerOptions): S & { mptcp: ServerMptcpInfo } {
   const mp = options.mptcp ?? {};
+  checkResumeTimeout(mp.resumeTimeoutMs);
+  checkAddressList('announce', mp.announce);
   const tlsListener = server.listeners('connection')[0] as TlsConnectionListener | undefined;
   if (!tlsListener) throw coded(new TypeError('not a tls.Server: no connection listener to take over'), 'ERR_MPTLS_NOT_TLS_SERVER');
   server.removeListener('connection', tlsListener);

@@ -9,9 +9,26 @@ import { MptlsTlsError, refuseRenegotiation, weakBindingReason } from '../tls/bi
 import { exportMptcpKeys, keyFingerprints } from '../tls/keys.js';
 import type { MptcpSocketInfo, MptcpSubflow, TransportConnection, TransportInfo } from '../transport/index.js';
 
+/** What 'subflow-down' reports: the subflow's id and why it went (the core's `SubflowDownReason`). */
+export interface MptcpSubflowDown {
+  id: number;
+  reason: string;
+}
+
+/**
+ * A TLS socket of mptls. Userspace multipath connections also emit
+ * 'subflow' (a subflow came up), 'subflow-down', 'paths-lost' (every
+ * subflow gone: parked, `mptcp.state === 'parked'`) and 'paths-restored'
+ * (a join resumed it).
+ */
 export type MptlsSocket = tls.TLSSocket & {
   mptcp: MptcpSocketInfo;
   on(event: 'subflow', listener: (info: MptcpSubflow) => void): MptlsSocket;
+  on(event: 'subflow-down', listener: (info: MptcpSubflowDown) => void): MptlsSocket;
+  on(event: 'paths-lost' | 'paths-restored', listener: () => void): MptlsSocket;
+  once(event: 'subflow', listener: (info: MptcpSubflow) => void): MptlsSocket;
+  once(event: 'subflow-down', listener: (info: MptcpSubflowDown) => void): MptlsSocket;
+  once(event: 'paths-lost' | 'paths-restored', listener: () => void): MptlsSocket;
 };
 
 /**

@@ -6,7 +6,7 @@
  * are `mptls/kernel` (kernel/index.ts), not this.
  */
 export type * from './types.js';
-export type { MptcpMode, MptcpSocketInfo, MptcpSubflow } from './socket-info.js';
+export type { MptcpMode, MptcpPathState, MptcpSocketInfo, MptcpSubflow } from './socket-info.js';
 export { userspaceClient, clientEndpoint, tcpProbe } from './userspace/client.js';
 export { userspaceServer, type ServerMptcpInfo } from './userspace/server.js';
 export { UserspaceInfo, FallbackInfo } from './userspace/info.js';

@@ -7,6 +7,13 @@ import type { MibCounters } from '../core/mib.js';
 
 export type MptcpMode = 'userspace' | 'kernel' | 'fallback';
 
+/**
+ * 'parked': a userspace connection that lost every subflow and waits (up to
+ * `resumeTimeoutMs`) for a join to resume it. Kernel and fallback
+ * connections are always 'active'.
+ */
+export type MptcpPathState = 'active' | 'parked';
+
 export interface MptcpSubflow {
   id: number;
   localAddress?: string;
@@ -24,6 +31,8 @@ export interface MptcpSubflow {
 export interface MptcpSocketInfo {
   readonly mode: MptcpMode;
   readonly fallbackReason?: string;
+  /** 'parked' between 'paths-lost' and 'paths-restored' (userspace only). */
+  readonly state: MptcpPathState;
   subflows(): MptcpSubflow[];
   counters(): Partial<MibCounters>;
   /** This side's and the peer's token (G-bit mode), when known. */

@@ -87,8 +87,25 @@ export interface OpenedConnection extends TransportConnection {
 
 /** The transport-level client options (the API's `mptcp` options add its own). */
 export interface TransportClientOptions {
-  /** Local addresses to use: [0] for the first subflow, each other one gets a join. */
-  localAddresses?: string[];
+  /**
+   * Local addresses to use: [0] for the first subflow, each other one gets a
+   * join. An address that disappears from the host (`os.networkInterfaces()`,
+   * read every second) has its subflows closed; when it comes back it is
+   * joined again. `'auto'`: every non-internal address of the host in the
+   * server address's family (link-local ones only for a link-local server),
+   * followed as addresses appear (joined) and disappear; on a host with
+   * loopback only that is none, and the connection stays single-path.
+   */
+  localAddresses?: string[] | 'auto';
+  /**
+   * A connection that loses every subflow is parked this long (ms) while
+   * the client joins again from its addresses, at once and then with
+   * backoff; the first join that completes resumes it (`'paths-restored'`),
+   * else it closes with `ERR_MPTLS_RESUME_TIMEOUT`. 0: close at once
+   * (`ERR_MPTLS_NO_SUBFLOWS`). Default: `DEFAULT_TIMERS.resumeTimeoutMs` in
+   * src/core/config.ts.
+   */
+  resumeTimeoutMs?: number;
   scheduler?: SchedulerName;
   /** Fall back to plain TLS when the server does not speak multipath (default true). */
   fallback?: boolean;
@@ -125,8 +142,21 @@ export interface ClientTransport {
 
 /** The transport-level server options of the userspace transport. */
 export interface TransportServerOptions {
-  /** Extra addresses announced (ADD_ADDR, authenticated) once keys are confirmed. */
-  announce?: string[];
+  /**
+   * Extra addresses announced (ADD_ADDR, authenticated) once keys are
+   * confirmed. `'auto'`: the host's non-internal addresses of the family of
+   * the address each client connected to (except that one; link-local ones
+   * only when it is link-local), followed while the connection lives: a new
+   * address is announced, a vanished one withdrawn (REMOVE_ADDR).
+   */
+  announce?: string[] | 'auto';
+  /**
+   * A connection that loses every subflow is parked this long (ms), waiting
+   * for the client to join again, then closed (`ERR_MPTLS_RESUME_TIMEOUT`).
+   * 0: close at once (`ERR_MPTLS_NO_SUBFLOWS`). Default:
+   * `DEFAULT_TIMERS.resumeTimeoutMs` in src/core/config.ts.
+   */
+  resumeTimeoutMs?: number;
   /** Subflows per connection, the first included (default 8). */
   maxSubflows?: number;
   /** 0..255: put this id in the top 8 bits of every token (load balancers). */

@@ -105,6 +105,7 @@ export function joinEstablished(c: Connection, sf: Subflow): void {
   c.pendingJoins = Math.max(0, c.pendingJoins - 1);
   if (c.role === 'server') c.host.releaseJoin(c, sf.id);
   else c.paths.rejoinAttempts.delete(`${sf.localAddressId}|${sf.remoteAddressId}`);
+  pm.sendPendingRemovals(c);
   resume.onJoinEstablished(c);
   c.events.push({ type: 'subflow-up', subflow: sf.id });
 }

@@ -16,6 +16,10 @@ import type { Connection } from './index.js';
 
 /** State owned by pm.ts. */
 export class PathState {
+  /** Server: the id the next announced address gets (1..255). */
+  nextAnnounceId = 1;
+  /** Server: REMOVE_ADDRs waiting for a subflow to carry them. */
+  pendingRemovals: number[] = [];
   readonly localAddresses: { id: number; address: string; backup: boolean }[] = [];
   readonly remoteAddresses: { id: number; address: string; port?: number }[] = [];
   announceConfig: AddressInfo[] = [];
@@ -68,8 +72,8 @@ export function announce(c: Connection, a: AddressInfo): number | undefined {
   if (!c.keys.confirmed || c.state !== 'established') return undefined;
   const key = `${a.address}|${a.port ?? ''}`;
   if (c.paths.announcedIds.has(key)) return c.paths.announcedIds.get(key);
-  const id = c.paths.announcedIds.size + 1;
-  if (id > 255) return undefined;
+  const id = nextAnnounceId(c);
+  if (id === undefined) return undefined;
   c.paths.announcedIds.set(key, id);
   c.paths.unechoed.set(id, { address: a.address, port: a.port, sentOn: -1 });
   sendAddAddr(c, id);
@@ -89,12 +93,34 @@ export function sendAddAddr(c: Connection, id: number): void {
 /** Withdraw an announced address (REMOVE_ADDR): the peer closes its subflows to it. */
 export function removeAddress(c: Connection, addressId: number): void {
   if (c.state !== 'established') return;
-  const sf = c.anyEstablished();
-  if (!sf) return;
-  c.queue(sf, [recv.dssAck(c), { subtype: 'REMOVE_ADDR', addressIds: [addressId] }], true);
-  c.mib.inc('RmAddrTx');
   for (const [k, v] of c.paths.announcedIds) if (v === addressId) c.paths.announcedIds.delete(k);
   c.paths.unechoed.delete(addressId);
+  const sf = c.anyEstablished();
+  if (!sf) {
+    // No subflow to carry it (parked): sent when one is up again.
+    if (!c.paths.pendingRemovals.includes(addressId)) c.paths.pendingRemovals.push(addressId);
+    return;
+  }
+  c.queue(sf, [recv.dssAck(c), { subtype: 'REMOVE_ADDR', addressIds: [addressId] }], true);
+  c.mib.inc('RmAddrTx');
+}
+
+/** REMOVE_ADDRs that waited for a subflow (see removeAddress). */
+export function sendPendingRemovals(c: Connection): void {
+  const ids = c.paths.pendingRemovals.splice(0);
+  for (const id of ids) removeAddress(c, id);
+}
+
+/**
+ * The next id for an announced address: never one used before on this
+ * connection (the peer may still hold state under it) until 255 are used,
+ * then the lowest free one.
+ */
+function nextAnnounceId(c: Connection): number | undefined {
+  if (c.paths.nextAnnounceId <= 255) return c.paths.nextAnnounceId++;
+  const used = new Set(c.paths.announcedIds.values());
+  for (let id = 1; id <= 255; id++) if (!used.has(id)) return id;
+  return undefined;
 }
 
 /** Mark a subflow backup (or not) for both directions: local choice plus MP_PRIO to the peer. */

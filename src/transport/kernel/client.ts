@@ -1,8 +1,9 @@
 /**
  * The kernel client transport: node:tls over a Linux IPPROTO_MPTCP socket.
  * The kernel's path manager opens extra subflows (`ip mptcp endpoint`), its
- * scheduler picks them; localAddresses[0] binds the first subflow, and
- * scheduler / keyMode / maxSubflows / limits do not apply. Keys from TLS are
+ * scheduler picks them; localAddresses[0] binds the first subflow ('auto':
+ * unbound, the kernel's endpoints decide), and scheduler / keyMode /
+ * maxSubflows / limits / resumeTimeoutMs do not apply. Keys from TLS are
  * fingerprinted only: upstream Linux cannot install them.
  */
 import type net from 'node:net';
@@ -19,7 +20,7 @@ export const kernelClient: ClientTransport = {
     const k = connectKernel({
       host,
       port,
-      localAddress: mp.localAddresses?.[0],
+      localAddress: Array.isArray(mp.localAddresses) ? mp.localAddresses[0] : undefined,
       fallback: mp.fallback ?? true,
       allowHalfOpen,
       onMode: (r) => {

@@ -98,6 +98,8 @@ function merge(prev: KernelSubflow[], next: KernelSubflow[]): KernelSubflow[] {
  */
 export class KernelInfo {
   readonly keysConfirmed = false;
+  /** The kernel parks nothing that mptls can see: always 'active'. */
+  readonly state = 'active' as const;
   /**
    * SHA-256 prefixes of keyA and keyB exported from the TLS session (context:
    * {@link KERNEL_EXPORTER_TOKENS}), computed in kernel mode too so both ends

@@ -6,7 +6,7 @@
 import type net from 'node:net';
 import type { MibCounters } from '../../core/mib.js';
 import { MIB_NAMES } from '../../core/mib.js';
-import type { MptcpMode, MptcpSubflow } from '../socket-info.js';
+import type { MptcpMode, MptcpPathState, MptcpSubflow } from '../socket-info.js';
 import type { KeyBinding, TransportInfo } from '../types.js';
 import { now, type MultipathDriver } from './driver.js';
 
@@ -31,6 +31,11 @@ export class UserspaceInfo implements TransportInfo {
   }
   get keysConfirmed(): boolean {
     return this.driver.conn.areKeysConfirmed;
+  }
+  /** 'parked' while the connection has lost every subflow and waits for a join to resume it. */
+  get state(): MptcpPathState {
+    if (this.mode === 'fallback') return 'active';
+    return this.driver.conn.pathState;
   }
   subflows(): MptcpSubflow[] {
     if (this.mode === 'fallback') return [];
@@ -59,6 +64,7 @@ export class UserspaceInfo implements TransportInfo {
 export class FallbackInfo implements TransportInfo {
   readonly mode = 'fallback' as const;
   readonly keysConfirmed = false;
+  readonly state = 'active' as const;
   constructor(readonly fallbackReason: string) {}
   /** Nothing to record: a plain TCP connection binds no keys. */
   setKeyFingerprints(): void {}

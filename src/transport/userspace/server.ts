@@ -10,18 +10,22 @@ import { ServerIdTokenAllocator } from '../../core/token.js';
 import { randomBytes } from '../../crypto/random.js';
 import type { KeyBinding, OpenedConnection, ServerHandlers, ServerTransport, TransportConnection, TransportServerOptions } from '../types.js';
 import { Acceptor } from './acceptor.js';
-import { reportSubflows, tcpProbe } from './client.js';
+import { reportPaths, tcpProbe } from './client.js';
 import type { MultipathDriver } from './driver.js';
 import { exposeAddresses, FallbackInfo, UserspaceInfo, userspaceKeyBinding } from './info.js';
 import { MultipathStream } from './stream.js';
 import { TRANSPORT_MSS } from '../../core/config.js';
+import { AddressTracker, familyOf, hostInterfaces, isLinkLocal, isLoopback, plainAddress, watchAddresses, type InterfaceMonitor } from './addresses.js';
 
 /** What `server.mptcp` reports. */
 export interface ServerMptcpInfo {
   readonly endpoint: Endpoint;
   readonly acceptor: Acceptor;
   counters(): ReturnType<Endpoint['counters']>;
+  /** Multipath connections open now (parked ones included). */
   readonly connections: number;
+  /** Of those, the ones parked: every subflow lost, waiting for the client to join again. */
+  readonly parked: number;
 }
 
 /** An accepted multipath connection, for the API to run TLS (server side) over. */
@@ -36,7 +40,7 @@ function serverConnection(driver: MultipathDriver): OpenedConnection {
     wrap: (allowHalfOpen, make) => stream.wrapWithHalfOpen(allowHalfOpen, make),
     attach: (tlsSocket) => {
       exposeAddresses(tlsSocket, () => stream.addressSocket());
-      driver.on('subflow', reportSubflows(tlsSocket, info));
+      reportPaths(tlsSocket, driver, info);
       return info;
     },
   };
@@ -63,8 +67,54 @@ export interface UserspaceServerTransport extends ServerTransport<ServerMptcpInf
   accepted(socket: net.Socket): TransportConnection;
 }
 
+/**
+ * `announce: 'auto'` for one connection: once keys are confirmed, announce
+ * the host's non-internal addresses of the family of the address the client
+ * connected to (not that one), then follow them (announce the new ones,
+ * REMOVE_ADDR the vanished ones) until the connection closes.
+ */
+function announceHostAddresses(driver: MultipathDriver, monitor: InterfaceMonitor): void {
+  const conn = driver.conn;
+  const local = driver.firstSocket()?.localAddress;
+  if (!local || familyOf(local) === 0) return;
+  const own = plainAddress(local);
+  const start = () => {
+    if (conn.state === 'closed') return;
+    const ids = new Map<string, number>();
+    const tracker = new AddressTracker(
+      { family: familyOf(own) as 4 | 6, linkLocal: isLinkLocal(own), loopbackPeer: isLoopback(own), exclude: [own] },
+      {
+        added: (address) => {
+          if (conn.state === 'closed') return;
+          const id = conn.announce({ address });
+          if (id !== undefined) ids.set(address, id);
+          driver.pump();
+        },
+        removed: (address) => {
+          const id = ids.get(address);
+          ids.delete(address);
+          if (id === undefined || conn.state === 'closed') return;
+          conn.removeAddress(id);
+          driver.pump();
+        },
+      },
+    );
+    tracker.update(monitor.snapshot());
+    const stop = watchAddresses(monitor, tracker);
+    driver.once('closed', stop);
+  };
+  if (conn.areKeysConfirmed) start();
+  else driver.once('keys-confirmed', start);
+}
+
+/** Options of `userspaceServer` beyond the transport's: where the host's interfaces come from. */
+export interface UserspaceServerExtras {
+  /** The host's interfaces for `announce: 'auto'` (default: `os.networkInterfaces()` every second, shared process-wide). */
+  interfaces?: InterfaceMonitor;
+}
+
 /** The userspace server transport with these options. */
-export function userspaceServer(options: TransportServerOptions = {}): UserspaceServerTransport {
+export function userspaceServer(options: TransportServerOptions = {}, extras: UserspaceServerExtras = {}): UserspaceServerTransport {
   return {
     name: 'userspace',
     listen(server: net.Server, handlers: ServerHandlers): ServerMptcpInfo {
@@ -79,10 +129,12 @@ export function userspaceServer(options: TransportServerOptions = {}): Userspace
         maxPendingJoinsPerSource: mp.maxPendingJoinsPerSource,
         server: {
           mss: TRANSPORT_MSS,
-          announce: (mp.announce ?? []).map((address) => ({ address })),
+          announce: mp.announce === 'auto' ? [] : (mp.announce ?? []).map((address) => ({ address })),
           limits: { ...mp.limits, ...(mp.maxSubflows ? { maxSubflows: mp.maxSubflows } : {}) },
+          ...(mp.resumeTimeoutMs !== undefined ? { timers: { resumeTimeoutMs: mp.resumeTimeoutMs } } : {}),
         },
       });
+      const monitor = extras.interfaces ?? hostInterfaces();
       let live = 0;
       const acceptor = new Acceptor(
         endpoint,
@@ -91,6 +143,7 @@ export function userspaceServer(options: TransportServerOptions = {}): Userspace
           connection: (driver) => {
             live++;
             driver.once('closed', () => live--);
+            if (mp.announce === 'auto') announceHostAddresses(driver, monitor);
             handlers.connection(serverConnection(driver));
           },
           refused: () => {},
@@ -104,6 +157,9 @@ export function userspaceServer(options: TransportServerOptions = {}): Userspace
         counters: () => endpoint.counters(),
         get connections() {
           return live;
+        },
+        get parked() {
+          return endpoint.parkedCount;
         },
       };
     },
