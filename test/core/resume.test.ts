@@ -165,6 +165,66 @@ describe('outliving paths (simulator)', () => {
     expect(sim.report('server').received).toBe(40 * MB);
   });
 
+  it('announced address ids are never reused after a withdrawal; one withdrawn while parked is sent on resume', () => {
+    const sim = sim2();
+    sim.start({ client: { bytes: 40 * MB }, server: { bytes: 0 } });
+    const ids: (number | undefined)[] = [];
+    sim.at(300, () => {
+      ids.push(sim.server!.announce({ address: '198.51.100.1' }), sim.server!.announce({ address: '198.51.100.2' }));
+      sim.server!.removeAddress(ids[0]!);
+      ids.push(sim.server!.announce({ address: '198.51.100.3' }));
+    });
+    sim.at(1000, () => {
+      sim.pathDown(0);
+      sim.pathDown(1);
+    });
+    sim.at(1100, () => {
+      expect(sim.server!.pathState).toBe('parked');
+      sim.server!.removeAddress(ids[1]!);
+    });
+    sim.at(2000, () => {
+      sim.pathUp(0);
+      sim.pathUp(1);
+    });
+    sim.run(120_000);
+    expect(ids).toEqual([1, 2, 3]);
+    expect(sim.server!.counters().RmAddrTx).toBe(2);
+    expect(sim.client.counters().RmAddr + sim.client.counters().RmAddrDrop).toBe(2);
+    expect(sim.report('server').received).toBe(40 * MB);
+  });
+
+  it('backup semantics: the backup takes over when the last regular subflow dies, and gives the traffic back when it returns', () => {
+    const sim = new Sim({
+      seed: 15,
+      paths: TWO,
+      trace: () => {},
+      client: { localAddresses: [{ address: '10.0.0.1' }, { address: '10.0.1.1', backup: true }] },
+    } as ConstructorParameters<typeof Sim>[0]);
+    sim.paths[0].clientAddress = '10.0.0.1';
+    sim.paths[1].clientAddress = '10.0.1.1';
+    sim.start({ client: { bytes: 60 * MB }, server: { bytes: 0 } });
+    const sent = () => {
+      const by = { regular: 0, backup: 0 };
+      for (const sf of sim.client.subflowInfo()) by[sf.localAddress === '10.0.1.1' ? 'backup' : 'regular'] += sf.bytesSent;
+      return by;
+    };
+    const at: Record<string, { regular: number; backup: number }> = {};
+    sim.at(900, () => (at.before = sent()));
+    sim.at(1000, () => sim.resetPath(0));
+    sim.at(1900, () => (at.during = sent()));
+    sim.at(4000, () => (at.back0 = sent()));
+    sim.at(5000, () => (at.back1 = sent()));
+    sim.run(120_000);
+    expect(sim.report('server').received).toBe(60 * MB);
+    // Before: the backup carries (almost) nothing.
+    expect(at.before.backup).toBeLessThan(0.02 * at.before.regular);
+    // While the regular path is gone the backup carries the traffic…
+    expect(at.during.backup).toBeGreaterThan(2 * MB);
+    // …and once the regular one is joined again (the path manager re-joins after 1 s) it gets it back.
+    expect(at.back1.backup - at.back0.backup).toBeLessThan(0.05 * (at.back1.regular - at.back0.regular));
+    expect(sim.client.counters().ConnParked).toBe(0);
+  });
+
   it('property: random outage schedules keep both streams exact, never deadlock, stay within buffers', () => {
     const outage = fc.record({ at: fc.integer({ min: 100, max: 4000 }), kind: fc.constantFrom('reset', 'down'), path: fc.nat(2), lengthMs: fc.integer({ min: 0, max: 8000 }) });
     fc.assert(

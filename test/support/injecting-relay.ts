@@ -268,6 +268,8 @@ export interface InjectingRelay {
   subflows: ObservedSubflow[];
   /** Every byte seen, all subflows, both directions. */
   allBytes(): Buffer;
+  /** While true, new connections are reset at once (the path is gone for new subflows). */
+  refuseNew: boolean;
   close(): Promise<void>;
 }
 
@@ -281,7 +283,12 @@ export async function startInjectingRelay(
 ): Promise<InjectingRelay> {
   const subflows: ObservedSubflow[] = [];
   const sockets = new Set<net.Socket>();
+  const relay = { refuseNew: false };
   const server = net.createServer((client) => {
+    if (relay.refuseNew) {
+      client.resetAndDestroy();
+      return;
+    }
     const upstream = net.connect({ host: opts.targetHost ?? '127.0.0.1', port: targetPort });
     const sf: ObservedSubflow = {
       index: subflows.length,
@@ -307,7 +314,7 @@ export async function startInjectingRelay(
   });
   await new Promise<void>((r) => server.listen(0, opts.listenHost ?? '127.0.0.1', r));
   const port = (server.address() as net.AddressInfo).port;
-  return {
+  return Object.assign(relay, {
     port,
     subflows,
     allBytes: () => Buffer.concat(subflows.flatMap((s) => [...s.c2s.recorded, ...s.s2c.recorded])),
@@ -316,5 +323,5 @@ export async function startInjectingRelay(
         for (const s of sockets) s.destroy();
         server.close(() => r());
       }),
-  };
+  });
 }
