@@ -193,6 +193,32 @@ describe('outliving paths (simulator)', () => {
     expect(sim.report('server').received).toBe(40 * MB);
   });
 
+  it('a flood of bad resume attempts neither resumes a parked connection nor keeps it alive past resumeTimeoutMs', () => {
+    const sim = sim2();
+    sim.start({ client: { bytes: 40 * MB }, server: { bytes: 0 } });
+    sim.at(500, () => {
+      sim.pathDown(0);
+      sim.pathDown(1);
+    });
+    let tries = 0;
+    for (let t = 600; t < 40_000; t += 50) {
+      sim.at(t, () => {
+        if (sim.server!.state === 'closed') return;
+        tries++;
+        const rogue = sim.openRogueSubflow(0);
+        rogue.send({ options: [{ subtype: 'MP_JOIN', stage: 'syn', backup: false, addressId: 9, receiverToken: sim.server!.localToken, senderRandom: tries }] });
+        sim.at(sim.now + 25, () => rogue.send({ options: [{ subtype: 'MP_JOIN', stage: 'ack', hmac: new Uint8Array(20).fill(tries & 0xff) }] }));
+      });
+    }
+    sim.run(120_000);
+    expect(tries).toBeGreaterThan(500);
+    expect(sim.server!.closeReason).toBe('resume-timeout');
+    expect(sim.server!.counters().ConnResumed).toBe(0);
+    expect(sim.server!.counters().MPJoinAckHMacFailure).toBeGreaterThan(500);
+    expect(sim.serverEndpoint.pendingJoinCount).toBe(0);
+    expect(sim.serverEndpoint.parkedCount).toBe(0);
+  });
+
   it('backup semantics: the backup takes over when the last regular subflow dies, and gives the traffic back when it returns', () => {
     const sim = new Sim({
       seed: 15,
