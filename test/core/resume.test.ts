@@ -62,6 +62,29 @@ describe('outliving paths (simulator)', () => {
     expect(sim.client.counters().ConnResumed).toBe(1);
   });
 
+  it('every path blackholed for 5 s, then back: nothing lost, the transfer goes on within a second', () => {
+    const sim = sim2();
+    sim.start({ client: { bytes: 30 * MB }, server: { bytes: 0 } });
+    sim.at(1000, () => {
+      sim.blackholePath(0);
+      sim.blackholePath(1);
+    });
+    sim.at(6000, () => {
+      sim.unblackholePath(0);
+      sim.unblackholePath(1);
+    });
+    sim.run(120_000);
+    const s = sim.report('server');
+    expect(s.received).toBe(30 * MB);
+    expect(s.receivedSha256).toBe(sim.prefixSha256(s.received));
+    expect(sim.client.closeReason).toBe('done');
+    expect(s.maxGapMs).toBeGreaterThan(4900);
+    expect(s.maxGapMs).toBeLessThan(5000 + 1000);
+    // Every subflow went stale: the client looked for new paths meanwhile (break-before-make).
+    expect(sim.client.counters().SubflowStale).toBeGreaterThanOrEqual(2);
+    expect(sim.client.counters().MPJoinSynTx).toBeGreaterThan(1);
+  });
+
   it('the only address removed, a new one 1 s later: the connection moves (mobility)', () => {
     const sim = sim2({ joinAllPaths: false });
     sim.start({ client: { bytes: 20 * MB }, server: { bytes: 0 } });
@@ -252,15 +275,16 @@ describe('outliving paths (simulator)', () => {
   });
 
   it('property: random outage schedules keep both streams exact, never deadlock, stay within buffers', () => {
-    const outage = fc.record({ at: fc.integer({ min: 100, max: 4000 }), kind: fc.constantFrom('reset', 'down'), path: fc.nat(2), lengthMs: fc.integer({ min: 0, max: 8000 }) });
+    const outage = fc.record({ at: fc.integer({ min: 100, max: 4000 }), kind: fc.constantFrom('reset', 'down', 'blackhole'), path: fc.nat(2), lengthMs: fc.integer({ min: 0, max: 8000 }) });
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 2 ** 31 - 1 }), fc.array(outage, { maxLength: 5 }), fc.integer({ min: 0, max: 3 * MB }), (seed, outages, bytes) => {
         const sim = new Sim({ seed, paths: TWO, trace: () => {} } as ConstructorParameters<typeof Sim>[0]);
         sim.start({ client: { bytes }, server: { bytes: Math.floor(bytes / 2) } });
         for (const o of outages) {
           const p = o.path % 2;
-          sim.at(o.at, () => (o.kind === 'reset' ? sim.resetPath(p) : sim.pathDown(p)));
+          sim.at(o.at, () => (o.kind === 'reset' ? sim.resetPath(p) : o.kind === 'down' ? sim.pathDown(p) : sim.blackholePath(p)));
           if (o.kind === 'down') sim.at(o.at + o.lengthMs, () => sim.pathUp(p));
+          if (o.kind === 'blackhole') sim.at(o.at + o.lengthMs, () => sim.unblackholePath(p));
         }
         const r = sim.run(300_000);
         expect(r.timedOut).toBe(false);

@@ -80,6 +80,8 @@ interface Pipe {
   busyUntil: number;
   lastArrival: number;
   blackholed: boolean;
+  /** While blackholed: what TCP would retransmit once the path works again (in order). */
+  held: { arrival?: { sub: SimSubflow; to: Side; segment: Segment; close?: 'fin' | 'reset' }; send?: { sub: SimSubflow; side: Side; t: Transmit } }[];
   spikeUntil: number;
   spikeMs: number;
   bytesDelivered: number;
@@ -325,6 +327,27 @@ export class Sim {
     p.down.blackholed = true;
   }
 
+  /**
+   * The blackhole ends. Like TCP after an outage, what was lost in flight or
+   * never left is delivered now, in order (the subflows did not die).
+   */
+  unblackholePath(i: number): void {
+    const p = this.paths[i];
+    for (const pipe of [p.up, p.down]) {
+      pipe.blackholed = false;
+      const held = pipe.held.splice(0);
+      let k = 0;
+      for (const h of held) {
+        if (h.arrival) this.events.push(this.now + pipe.delayMs + 1e-6 * k++, { kind: 'arrive', ...h.arrival, bytes: 0 });
+      }
+      for (const s of this.subs.values()) {
+        if (s.path !== p) continue;
+        for (const side of ['client', 'server'] as const) s.queue[side] = s.queue[side].filter((q) => q.departAt !== Infinity);
+      }
+      for (const h of held) if (h.send) this.sendRaw(h.send.sub, h.send.side, h.send.t);
+    }
+  }
+
   delaySpike(i: number, extraMs: number, durationMs: number): void {
     for (const pipe of [this.paths[i].up, this.paths[i].down]) {
       pipe.spikeMs = extraMs;
@@ -467,7 +490,11 @@ export class Sim {
   }
 
   private arrive(sub: SimSubflow, to: Side, segment: Segment, close?: 'fin' | 'reset'): void {
-    if ((to === 'server' ? sub.path.up : sub.path.down).blackholed) return; // lost in flight
+    const inPipe = to === 'server' ? sub.path.up : sub.path.down;
+    if (inPipe.blackholed) {
+      inPipe.held.push({ arrival: { sub, to, segment, close } }); // lost in flight (TCP retransmits it later)
+      return;
+    }
     if (!sub.open && !close) return;
     if (to === 'server') {
       if (!sub.serverConn) {
@@ -673,8 +700,9 @@ export class Sim {
     const to: Side = side === 'client' ? 'server' : 'client';
     if (this.opts.trace) this.trace(`${this.now.toFixed(3)} ${side}→ sf${sub.key} ${options.map((o) => o.subtype).join(',')} ${payload.length}B${t.close ? ' ' + t.close : ''}`);
     if (pipe.blackholed) {
-      // Stops draining: the bytes sit in the sender's queue for good.
+      // Stops draining: the bytes sit in the sender's queue until the path works again.
       sub.queue[side].push({ departAt: Infinity, size });
+      pipe.held.push({ send: { sub, side, t } });
       return;
     }
     const departAt = Math.max(this.now, pipe.busyUntil) + (size * 8 * 1000) / pipe.rateBps;
@@ -710,6 +738,7 @@ function newPipe(p: PathSpec): Pipe {
     busyUntil: 0,
     lastArrival: 0,
     blackholed: false,
+    held: [],
     spikeUntil: 0,
     spikeMs: 0,
     bytesDelivered: 0,
