@@ -1,12 +1,12 @@
 // npm run bench: every scenario runs mptls and its baselines in the same run.
 // Writes bench/results/<date>.json and regenerates bench/RESULTS.md.
-//   node bench/run.mjs [--only loopback,handshake,memory,netns] [--quick]
+//   node bench/run.mjs [--only loopback,handshake,memory,netns,outage] [--quick]
 import fs from 'node:fs';
 import { machine, gitRev } from './lib/common.mjs';
 import { writeResultsMd } from './lib/report.mjs';
 
 const args = process.argv.slice(2);
-const only = args.includes('--only') ? args[args.indexOf('--only') + 1].split(',') : ['loopback', 'handshake', 'memory', 'netns'];
+const only = args.includes('--only') ? args[args.indexOf('--only') + 1].split(',') : ['loopback', 'handshake', 'memory', 'netns', 'outage'];
 const quick = args.includes('--quick');
 const results = { date: new Date().toISOString(), command: `node bench/run.mjs ${args.join(' ')}`.trim(), commit: gitRev(), machine: machine(), scenarios: {} };
 
@@ -30,6 +30,11 @@ if (only.includes('memory')) {
   log('5. memory per idle connection');
   const { memoryBench } = await import('./memory.mjs');
   results.scenarios.memory = await memoryBench({ counts: quick ? [1000] : [1000, 10000] });
+}
+if (only.includes('outage')) {
+  log('6. outages: every subflow reset, both links down, address move (issue 13)');
+  const { outageBench } = await import('./outage.mjs');
+  results.scenarios.outage = await outageBench({ runs: quick ? 1 : 3 });
 }
 
 fs.mkdirSync(new URL('./results/', import.meta.url), { recursive: true });

@@ -82,6 +82,32 @@ export function writeResultsMd() {
     out.push('');
   }
 
+  if (L.outage) {
+    const { run, data, file } = L.outage;
+    out.push('## 6. Connections that outlive their paths (issue 13)', '', header(run, file), data.note ?? '', '');
+    if (data.scenarios) {
+      const MiB = 1024 * 1024;
+      const s = (ms) => (ms === undefined ? '—' : `${(ms / 1000).toFixed(2)} s`);
+      const side = (d) => {
+        if (!d) return ['—', '—', '—'];
+        const delivered = `${f1(d.bytesDelivered / MiB)} MiB`;
+        const n = d.total ?? (Array.isArray(d.runs) ? d.runs.length : d.runs);
+        if (d.completed === n) return [`${d.completed}/${n} completed, SHA-256 equal`, s(d.maxStallMs), delivered];
+        const why = d.outcome ? `: ${d.outcome}` : d.errors?.[0] ? `: ${d.errors[0]}` : '';
+        return [`**${d.completed}/${n} completed**${why}`, d.completed ? `${s(d.maxStallMs)} (completed runs)` : `no end (≥ ${s(d.maxStallMsAll)} without a byte)`, delivered];
+      };
+      out.push('| scenario | target: longest receive stall | mptls userspace | mptls stall | mptls delivered | kernel MPTCP | kernel stall | kernel delivered | target met (mptls) | chart |', '|---|---|---|---|---|---|---|---|---|---|');
+      for (const r of data.scenarios) {
+        const u = side(r.userspace);
+        const k = side(r.kernel);
+        const ok = r.userspace ? r.userspace.completed === (r.userspace.total ?? r.userspace.runs.length) && r.userspace.maxStallMs <= r.boundMs : undefined;
+        out.push(`| ${r.title} | ≤ ${s(r.boundMs)} | ${u[0]} | ${u[1]} | ${u[2]} | ${k[0]} | ${k[1]} | ${k[2]} | ${met(ok)} | ${r.svg ? `[${path.basename(r.svg)}](${r.svg})` : ''} |`);
+      }
+      if (data.details?.length) out.push('', ...data.details.map((d) => `- ${d}`));
+    }
+    out.push('');
+  }
+
   const notes = new URL('../NOTES.md', import.meta.url);
   if (fs.existsSync(notes)) out.push(fs.readFileSync(notes, 'utf8'));
   fs.writeFileSync(new URL('../RESULTS.md', import.meta.url), out.join('\n') + '\n');
