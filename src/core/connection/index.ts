@@ -521,6 +521,7 @@ export class Connection {
   }
   /** @internal */ recover(sf: Subflow): void {
     sf.stale = false;
+    resume.onRecover(this);
     this.mib.inc('SubflowRecover');
   }
 

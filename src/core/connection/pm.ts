@@ -42,7 +42,8 @@ export class PathState {
    */
   readonly announcements = new Map<number, { address: string; port?: number; hmac: Uint8Array; echoes: number; echoedOn: number | undefined; refused: boolean }>();
   /** Re-joins the path manager asked for, and failures in a row per address pair. */
-  rejoins: { at: number; request: JoinRequest }[] = [];
+  /** Re-joins due later: the path manager's (after a lost subflow) and, with `seek`, the resume logic's. */
+  rejoins: { at: number; request: JoinRequest; seek?: boolean }[] = [];
   readonly rejoinAttempts = new Map<string, number>();
   /**
    * Client: failed joins in total per announced address ("address|port"; at

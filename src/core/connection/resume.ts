@@ -83,7 +83,28 @@ export function onResumeTimeout(c: Connection): void {
  */
 export function onAllStale(c: Connection, now: number): void {
   if (c.role !== 'client' || c.timers.resumeTimeoutMs <= 0 || c.mode !== 'external' || !c.keys.confirmed || c.resume.seeking) return;
-  seek(c, now);
+  // Not at once: a busy host or a short stall makes subflows stale too. If
+  // they are all still stale after resumeRetryMaxMs, join anew (the stale
+  // ones stay; a join scheduled meanwhile is dropped if one recovers).
+  c.resume.seeking = true;
+  for (const req of requests(c)) {
+    c.resume.attempts.set(`${req.localAddressId}|${req.remoteAddressId}`, 1);
+    c.paths.rejoins.push({ at: now + c.timers.resumeRetryMaxMs, request: req, seek: true });
+  }
+  armRejoin(c);
+}
+
+/** The resume logic still wants joins: parked, or every subflow still stale. */
+export function stillSeeking(c: Connection): boolean {
+  if (!c.resume.seeking) return false;
+  if (isParked(c)) return true;
+  for (const s of c.subflows.values()) if (s.established && !s.stale) return false;
+  return true;
+}
+
+/** A stale subflow carries traffic again: an unparked connection stops seeking. */
+export function onRecover(c: Connection): void {
+  if (!isParked(c)) c.resume.seeking = false;
 }
 
 /** Client: one re-join per address pair now (those not already tried). */
@@ -110,7 +131,7 @@ function schedule(c: Connection, req: JoinRequest, now: number): void {
     join.startJoins(c, [req], now);
     return;
   }
-  c.paths.rejoins.push({ at: now + delay, request: req });
+  c.paths.rejoins.push({ at: now + delay, request: req, seek: true });
   armRejoin(c);
 }
 

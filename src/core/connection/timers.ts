@@ -152,10 +152,16 @@ function onRejoin(c: Connection, now: number): void {
   const due = c.paths.rejoins.filter((r) => r.at <= now);
   c.paths.rejoins = c.paths.rejoins.filter((r) => r.at > now);
   armRejoin(c);
-  // the PM's own de-duplication applies: no second subflow on a live pair
-  const ctx = pm.pmContext(c);
-  const live = (l: number, r: number) => ctx.subflows.some((x) => x.open && x.localAddressId === l && x.remoteAddressId === r);
-  join.startJoins(c, due.map((d) => d.request).filter((q) => !live(q.localAddressId, q.remoteAddressId)), now);
+  // The path manager's: no second subflow on a pair with an open one.
+  // The resume logic's (seek): only while still needed (parked, or every
+  // subflow still stale), and a stale subflow on the pair does not count.
+  const seeking = resume.stillSeeking(c);
+  const live = (l: number, r: number, usable: boolean) =>
+    [...c.subflows.values()].some((x) => x.open && (!usable || !x.stale) && x.localAddressId === l && x.remoteAddressId === r);
+  const reqs = due
+    .filter((d) => (d.seek ? seeking && !live(d.request.localAddressId, d.request.remoteAddressId, true) : !live(d.request.localAddressId, d.request.remoteAddressId, false)))
+    .map((d) => d.request);
+  join.startJoins(c, reqs, now);
 }
 
 function onSubflowTimers(c: Connection, now: number): void {

@@ -9,7 +9,7 @@ import { Endpoint } from '../../core/endpoint.js';
 import { createTcpProbe, type TcpProbe } from '../kernel/probe.js';
 import type { ClientOpenOptions, ClientTransport, OpenedConnection } from '../types.js';
 import { MultipathDriver, now } from './driver.js';
-import { exposeAddresses, UserspaceInfo, userspaceKeyBinding } from './info.js';
+import { UserspaceInfo, userspaceConnection, userspaceKeyBinding } from './info.js';
 import { MultipathStream } from './stream.js';
 import { TRANSPORT_MSS } from '../../core/config.js';
 import type { ConnectionEvent } from '../../core/types.js';
@@ -175,21 +175,13 @@ function openUserspace({ host, port, mptcp: mp }: ClientOpenOptions, monitor: In
   }
   const info = new UserspaceInfo(driver);
   const keys = userspaceKeyBinding(driver, () => info.mode === 'userspace');
-  return {
-    transport: 'userspace',
-    socket: stream,
-    keys,
-    wrap: (allowHalfOpen, make) => stream.wrapWithHalfOpen(allowHalfOpen, make),
-    attach: (tlsSocket) => {
-      exposeAddresses(tlsSocket, () => stream.addressSocket());
-      stream.on('fallback', (reason: string) => {
-        info.mode = 'fallback';
-        info.fallbackReason = reason;
-      });
-      reportPaths(tlsSocket, driver, info);
-      return info;
-    },
-  };
+  return userspaceConnection(stream, info, keys, (tlsSocket) => {
+    stream.on('fallback', (reason: string) => {
+      info.mode = 'fallback';
+      info.fallbackReason = reason;
+    });
+    reportPaths(tlsSocket, driver, info);
+  });
 }
 
 export const userspaceClient: ClientTransport = makeUserspaceClient();

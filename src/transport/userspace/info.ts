@@ -7,7 +7,8 @@ import type net from 'node:net';
 import type { MibCounters } from '../../core/mib.js';
 import { MIB_NAMES } from '../../core/mib.js';
 import type { MptcpMode, MptcpPathState, MptcpSubflow } from '../socket-info.js';
-import type { KeyBinding, TransportInfo } from '../types.js';
+import type { KeyBinding, OpenedConnection, TransportInfo } from '../types.js';
+import type { MultipathStream } from './stream.js';
 import { now, type MultipathDriver } from './driver.js';
 
 export function zeroCounters(): MibCounters {
@@ -120,5 +121,24 @@ export function userspaceKeyBinding(driver: MultipathDriver, usable: () => boole
       driver.pump();
     },
     count: (counter) => conn.mib.inc(counter),
+  };
+}
+
+/**
+ * A userspace connection as the transport interface hands it to the API,
+ * either side: the multipath stream to run TLS over, its keys, and on
+ * attach the TLS socket's addresses plus `onAttach` (events, fallback).
+ */
+export function userspaceConnection(stream: MultipathStream, info: UserspaceInfo, keys: KeyBinding, onAttach: (tlsSocket: net.Socket) => void): OpenedConnection {
+  return {
+    transport: 'userspace',
+    socket: stream,
+    keys,
+    wrap: (allowHalfOpen, make) => stream.wrapWithHalfOpen(allowHalfOpen, make),
+    attach: (tlsSocket) => {
+      exposeAddresses(tlsSocket, () => stream.addressSocket());
+      onAttach(tlsSocket);
+      return info;
+    },
   };
 }

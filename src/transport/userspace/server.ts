@@ -12,7 +12,7 @@ import type { KeyBinding, OpenedConnection, ServerHandlers, ServerTransport, Tra
 import { Acceptor } from './acceptor.js';
 import { reportPaths, tcpProbe } from './client.js';
 import type { MultipathDriver } from './driver.js';
-import { exposeAddresses, FallbackInfo, UserspaceInfo, userspaceKeyBinding } from './info.js';
+import { FallbackInfo, UserspaceInfo, userspaceConnection, userspaceKeyBinding } from './info.js';
 import { MultipathStream } from './stream.js';
 import { TRANSPORT_MSS } from '../../core/config.js';
 import { AddressTracker, familyOf, hostInterfaces, isLinkLocal, isLoopback, plainAddress, watchAddresses, type InterfaceMonitor } from './addresses.js';
@@ -33,17 +33,7 @@ function serverConnection(driver: MultipathDriver): OpenedConnection {
   const stream = new MultipathStream(driver);
   const info = new UserspaceInfo(driver);
   const keys = userspaceKeyBinding(driver);
-  return {
-    transport: 'userspace',
-    socket: stream,
-    keys,
-    wrap: (allowHalfOpen, make) => stream.wrapWithHalfOpen(allowHalfOpen, make),
-    attach: (tlsSocket) => {
-      exposeAddresses(tlsSocket, () => stream.addressSocket());
-      reportPaths(tlsSocket, driver, info);
-      return info;
-    },
-  };
+  return userspaceConnection(stream, info, keys, (tlsSocket) => reportPaths(tlsSocket, driver, info));
 }
 
 const NO_KEYS: KeyBinding = {
