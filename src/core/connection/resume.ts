@@ -7,9 +7,9 @@
  * join, and only the key holder can complete one, so an on-path observer
  * who saw the whole handshake cannot take a parked connection over.
  *
- * The client also starts these joins when every subflow has gone stale
- * (break-before-make): a fresh TCP connection is not held back by the dead
- * one's retransmission backoff once the path works again.
+ * The client also starts these joins when every subflow has been stale for
+ * resumeRetryMaxMs (break-before-make): a fresh TCP connection is not held
+ * back by the dead one's retransmission backoff once the path works again.
  *
  * Owns `ResumeState`.
  */
