@@ -14,8 +14,9 @@ bytes), straight from the RFC 8684 definitions:
   NEW_KEY          = low-order 64 bits of
                      HMAC(TokenSender||TokenReceiver, external key)
                      (draft-baerts-tcpm-mptcpext-00 §4.2)
-  idsnFromTokens   = least significant 64 bits of
-                     SHA-256("mptls-idsn"||TokenSender||TokenReceiver)  (mptls)
+  idsnExternal     = least significant 64 bits of
+                     SHA-256("mptls-idsn"||role), role 0x01 initiator,
+                     0x02 responder                  (mptls, wire version 3)
 
 Deterministic: re-running it reproduces the committed file byte for byte.
 Usage: python3 scripts/gen-crypto-vectors.py [output-path]
@@ -167,12 +168,11 @@ def new_key_section():
     return out
 
 
-def idsn_tokens_section():
+def idsn_external_section():
     out = []
-    pairs = [(0, 0), (0xFFFFFFFF, 0), (0, 0xFFFFFFFF)] + [(det_u32(f"iS{i}"), det_u32(f"iR{i}")) for i in range(5)]
-    for ts, tr in pairs:
-        d = sha256(b"mptls-idsn" + be32(ts) + be32(tr))
-        out.append({"senderToken": ts, "receiverToken": tr, "idsn": str(struct.unpack(">Q", d[-8:])[0])})
+    for name, role in (("initiator", 1), ("responder", 2)):
+        d = sha256(b"mptls-idsn" + bytes([role]))
+        out.append({"sender": name, "idsn": str(struct.unpack(">Q", d[-8:])[0])})
     return out
 
 
@@ -187,7 +187,7 @@ def main():
         "joinAckHmac": ack,
         "addAddrHmac": add_addr_section(),
         "newKeyHmac": new_key_section(),
-        "idsnFromTokens": idsn_tokens_section(),
+        "idsnExternal": idsn_external_section(),
     }
     with open(out_path, "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=2)

@@ -91,7 +91,7 @@ export {
   addAddrHmac,
   newKeyHmac,
   dataFinHmac,
-  idsnFromTokens,
+  idsnExternal,
   timingSafeEqual,
   addressToBytes,
   bytesToAddress,

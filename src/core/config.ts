@@ -10,6 +10,7 @@ import type { ConnectionLimits, ConnectionTimers } from './types.js';
 export const DEFAULT_LIMITS: ConnectionLimits = {
   maxSubflows: 8,
   maxPendingJoins: 8,
+  maxHeldJoins: 4,
   addAddrAccepted: 8,
   addAddrJoinFailures: 3,
   sendBufferLimit: 4 * 1024 * 1024,
@@ -24,6 +25,7 @@ export const DEFAULT_TIMERS: ConnectionTimers = {
   joinTimeoutMs: 10_000,
   joinAckTimeoutMinMs: 1_000,
   joinAckTimeoutRtts: 4,
+  joinHoldTimeoutMs: 5_000,
   minStallMs: 100,
   maxStallMs: 2_000,
   initialStallMs: 1_000,

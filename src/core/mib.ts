@@ -11,6 +11,7 @@ export const MIB_NAMES = [
   'MPCapableACKRX',
   'MPCapableExternalKeys',
   'MPCapableModeRefused',
+  'MPCapableIncomplete',
   'TokenCollisions',
   'TokenExhausted',
   // MP_JOIN
@@ -26,11 +27,18 @@ export const MIB_NAMES = [
   'MPJoinTimeout',
   'MPJoinEvicted',
   'MPJoinSourceLimit',
+  // early joins (G mode: opened while TLS runs, PROTOCOL.md §6.1)
+  'MPJoinHeld',
+  'MPJoinHeldReleased',
+  'MPJoinHeldTimeout',
+  'MPJoinHeldLimit',
+  'MPJoinSynAckHeld',
   // key installation (draft-baerts NEW_KEY)
   'KeysInstalled',
   'NewKeyTx',
   'NewKeyRx',
   'NewKeyHMacFailure',
+  'NewKeyUnsupported',
   // the TLS session the keys come from
   'TlsRenegotiationRefused',
   'TlsBindingRefused',

@@ -36,8 +36,11 @@ export interface JoinRequest {
 }
 
 export interface PathManager {
-  /** Client: keys confirmed, joins may start now. */
-  onKeysConfirmed(ctx: PmContext): JoinRequest[];
+  /**
+   * Client: joins may start now (G mode: the MP_CAPABLE exchange is done,
+   * tokenB is known; rfc8684 mode: the keys are confirmed).
+   */
+  onJoinsAllowed(ctx: PmContext): JoinRequest[];
   /**
    * Client: a verified ADD_ADDR arrived that the connection's address policy
    * admits (src/core/address-policy.ts) and `addAddrAccepted` leaves room for.
@@ -60,7 +63,7 @@ export interface PathManager {
  * the same address pair; the subflow limit holds.
  */
 export class InKernelLikePathManager implements PathManager {
-  onKeysConfirmed(ctx: PmContext): JoinRequest[] {
+  onJoinsAllowed(ctx: PmContext): JoinRequest[] {
     const out: JoinRequest[] = [];
     for (const la of ctx.localAddresses) {
       if (la.id === 0) continue;

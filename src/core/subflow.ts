@@ -2,11 +2,13 @@
  * Per-subflow state inside a connection (Linux: net/mptcp/subflow.c).
  */
 import type { PathInfo } from './types.js';
+import type { MpJoinOption } from '../wire/types.js';
 
 export type SubflowState =
   | 'syn-sent' // client, initial: MP_CAPABLE SYN sent
   | 'syn-received' // server, initial: MP_CAPABLE SYN/ACK sent
   | 'join-syn-sent' // client: MP_JOIN SYN sent
+  | 'join-held' // server: MP_JOIN SYN held, unanswered, until the connection's keys are installed
   | 'join-syn-received' // server: MP_JOIN SYN/ACK sent
   | 'join-ack-sent' // client: MP_JOIN ACK sent, waiting for the server's first DSS
   | 'established'
@@ -66,7 +68,13 @@ export class Subflow {
   lastProgress: number;
   lastSampleAt = -Infinity;
 
+  /** Frames queued on this subflow so far (the first carries no ack). */
+  framesSent = 0;
   /** MP_JOIN state. */
+  /** Client: opened before the keys were confirmed (G mode, PROTOCOL.md §6.1); server: held until the keys were installed. */
+  early = false;
+  /** Client: an early join's SYN/ACK, kept until the keys are confirmed. */
+  heldSynAck: Extract<MpJoinOption, { stage: 'synack' }> | undefined;
   localRandom = 0;
   remoteRandom = 0;
   handshakeStarted: number;

@@ -102,6 +102,14 @@ export interface ConnectionLimits {
   /** Joins in progress per connection. Default: src/core/config.ts. */
   maxPendingJoins: number;
   /**
+   * Server: early joins (MP_JOIN SYNs that arrive before the connection's
+   * keys are installed, PROTOCOL.md §6.1) held unanswered per connection;
+   * more are refused (MP_TCPRST, T=1, `MPJoinHeldLimit`). They count among
+   * `maxPendingJoins` and the endpoint's pending-join pool too. Default:
+   * src/core/config.ts.
+   */
+  maxHeldJoins: number;
+  /**
    * Distinct announced addresses (ADD_ADDR) a client joins over the
    * connection's life (Linux: add_addr_accepted; its maximum is 8, its
    * default 0). Announcements past it are echoed, counted (`AddAddrDrop`)
@@ -141,6 +149,12 @@ export interface ConnectionTimers {
   joinAckTimeoutMinMs: number;
   /** See `joinAckTimeoutMinMs`. Default: src/core/config.ts. */
   joinAckTimeoutRtts: number;
+  /**
+   * Server: how long an early join is held waiting for the connection's
+   * keys; then MP_TCPRST (T=1) and `MPJoinHeldTimeout`. Default:
+   * src/core/config.ts.
+   */
+  joinHoldTimeoutMs: number;
   /** Stall timeout floor (RFC 6298's 1 s minimum RTO is too coarse for subflow failover). Default: src/core/config.ts. */
   minStallMs: number;
   /** Stall timeout ceiling. Default: src/core/config.ts. */

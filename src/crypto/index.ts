@@ -19,7 +19,7 @@ export {
   addAddrHmac,
   newKeyHmac,
   dataFinHmac,
-  idsnFromTokens,
+  idsnExternal,
 } from './mptcp.js';
 export { timingSafeEqual } from './equal.js';
 export { addressToBytes, bytesToAddress, ipVersion } from './address.js';

@@ -1,7 +1,7 @@
 /**
  * The MPTCP key schedule and HMACs (RFC 8684, HMAC-SHA256 only, i.e. the
  * H bit), plus the NEW_KEY HMAC of draft-baerts-tcpm-mptcpext-00 and the
- * mptls G-bit IDSN derivation.
+ * mptls G-bit IDSN.
  *
  * Conventions: keys are byte strings in network order (8 bytes for RFC 8684
  * keys); 32-bit values (tokens, random nonces) are JS numbers taken as
@@ -187,17 +187,21 @@ export function newKeyHmac(senderToken: number, receiverToken: number, externalK
   return full.slice(full.length - NEW_KEY_HMAC_LENGTH);
 }
 
+/** The sender of a data stream: the connection's initiator (client) or responder (server). */
+export type IdsnSender = 'initiator' | 'responder';
+
 /**
- * IDSN for the G-bit mode (mptls definition; there are no keys at handshake
- * time): the least significant 64 bits of
- * SHA-256("mptls-idsn" (ASCII) ‖ senderToken (u32 BE) ‖ receiverToken (u32 BE)).
- * "Sender" is the host whose IDSN this is, i.e. the one that sends data
- * starting at IDSN + 1.
+ * IDSN for the G-bit mode (mptls definition, wire version 3; there are no
+ * keys at handshake time, and the client's first data rides with its
+ * MP_CAPABLE SYN, before it knows the server's token): the least significant
+ * 64 bits of SHA-256("mptls-idsn" (ASCII, 10 bytes) ‖ role (1 byte)), role
+ * 0x01 for the initiator's data and 0x02 for the responder's (the preamble's
+ * role byte). Two constants: a G-mode IDSN protects nothing (the tokens it
+ * used to be derived from are on the wire too); TCP and TLS protect the bytes.
  */
-export function idsnFromTokens(senderToken: number, receiverToken: number): bigint {
-  checkU32(senderToken, 'senderToken');
-  checkU32(receiverToken, 'receiverToken');
-  return readU64(sha256(concat(IDSN_LABEL, u32Pair(senderToken, receiverToken))), 24);
+export function idsnExternal(sender: IdsnSender): bigint {
+  if (sender !== 'initiator' && sender !== 'responder') throw new RangeError(`sender must be 'initiator' or 'responder', got ${String(sender)}`);
+  return readU64(sha256(concat(IDSN_LABEL, Uint8Array.of(sender === 'initiator' ? 1 : 2))), 24);
 }
 
 /**

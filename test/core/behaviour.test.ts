@@ -26,13 +26,21 @@ describe('connection behaviour', () => {
     expect(c.lastByteAt!).toBeGreaterThan(200);
   });
 
-  it('without keys no join happens; after installKeys both sides confirm and join', () => {
+  it('without keys no join completes (the early join is held, then expires); after installKeys both sides confirm and join', () => {
     const sim = new Sim({ seed: 42, paths: TWO, keyDelayMs: { client: 100_000, server: 100_000 } });
     sim.start({ client: { bytes: 100_000 }, server: { bytes: 100_000 } });
-    sim.run(5_000);
+    sim.run(3_000);
     expect(sim.client.areKeysConfirmed).toBe(false);
-    expect(sim.client.subflowInfo().length).toBe(1);
-    expect(sim.client.counters().MPJoinSynTx).toBe(0);
+    // G mode: the client opened its join at the SYN/ACK; the server holds it, unanswered
+    expect(sim.client.counters().MPJoinSynTx).toBe(1);
+    expect(sim.client.subflowInfo().map((s) => s.state)).toEqual(['established', 'join-syn-sent']);
+    expect(sim.server!.subflowInfo().map((s) => s.state)).toEqual(['established', 'join-held']);
+    expect(sim.server!.counters().MPJoinHeld).toBe(1);
+    sim.run(9_000);
+    expect(sim.server!.counters().MPJoinHeldTimeout).toBeGreaterThanOrEqual(1);
+    expect(sim.server!.counters().MPJoinAckRx).toBe(0);
+    expect(sim.client.counters().MPJoinSynAckRx).toBe(0);
+    expect(sim.client.subflowInfo().filter((s) => s.state === 'established')).toHaveLength(1);
     const sim2 = new Sim({ seed: 42, paths: TWO, keyDelayMs: { client: 50, server: 80 } });
     sim2.start({ client: { bytes: 2_000_000 }, server: { bytes: 2_000_000 } });
     sim2.run(60_000);

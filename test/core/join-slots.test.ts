@@ -261,42 +261,50 @@ describe('pending joins in the simulator (RTT 100 ms)', () => {
     { rateMbps: 20, delayMs: 50 },
   ];
 
-  it("an observer fills the victim connection's slots with its token: the client's join still gets in at once; the attacker's expire after 1 s", () => {
-    // The server installs keys at once, the client 600 ms later, so the
-    // attacker (path 2) holds all 7 free slots before the client's join (path 1) arrives.
+  it("an observer races the client's early join with the victim's token: held slots are fair, the client's join still gets in at once; the attacker's expire", () => {
+    // Server keys 30 ms after the third ACK (t ≈ 180), the client's 600 ms
+    // after the SYN/ACK (t ≈ 700). The attacker (path 2) read tokenB from the
+    // SYN/ACK and fills the held-join slots at t = 110, before the client's
+    // early join (path 1, opened at the SYN/ACK, t = 100) arrives at t = 150.
     const sim = new Sim({
       seed: 61,
       paths: PATHS,
-      keyDelayMs: { client: 600, server: 0 },
+      keyDelayMs: { client: 600, server: 30 },
       client: { localAddresses: [{ address: '198.18.0.1' }, { address: '198.18.1.1' }] },
     });
     sim.start({ client: { bytes: 200_000, startAt: 2_500 }, server: { bytes: 200_000, startAt: 2_500 } });
     const rogues: RogueSubflow[] = [];
-    let pendingAtJoin = -1;
+    let heldAt170 = -1;
     let upAt = -1;
-    sim.at(250, () => {
+    sim.at(60, () => {
       for (let i = 0; i < 12; i++) {
         const r = sim.openRogueSubflow(2);
         r.send(joinSyn(sim.server!.localToken, 1000 + i));
         rogues.push(r);
       }
     });
+    sim.at(170, () => (heldAt170 = sim.server!.subflowInfo().filter((x) => x.state === 'join-held').length));
     for (let t = 300; t < 4_000; t += 10) {
       sim.at(t, () => {
-        if (t === 600) pendingAtJoin = sim.serverEndpoint.pendingJoinCount;
-        if (upAt < 0 && sim.client.subflowInfo().filter((s) => s.state === 'established').length === 2) upAt = t;
+        if (upAt < 0 && sim.client.subflowInfo().filter((x) => x.state === 'established').length === 2) upAt = t;
       });
     }
     sim.run(20_000);
-    expect(pendingAtJoin).toBe(7); // 12 sent, 7 held, 5 refused
+    const sc = sim.server!.counters();
+    expect(heldAt170).toBe(4); // maxHeldJoins: 3 of the attacker's and the client's
+    expect(sc.MPJoinHeldLimit).toBe(8); // 12 sent, 4 held, 8 refused
+    expect(sc.MPJoinEvicted).toBe(1); // the attacker's oldest, for the client's
+    expect(sc.MPJoinHeld).toBe(5);
+    expect(sc.MPJoinHeldReleased).toBe(4); // answered when the keys came
     const first = (r: RogueSubflow) => r.received[0]?.options[0];
-    expect(rogues.filter((r) => first(r)?.subtype === 'MP_TCPRST')).toHaveLength(5);
-    // the client's join: one RTT after it opened (keys at ~700 ms), not after a retry
-    expect(upAt).toBeGreaterThan(600);
-    expect(upAt).toBeLessThan(1_200);
-    expect(sim.server!.counters().MPJoinEvicted).toBe(1);
-    // the attacker's 6 others expired ~1 s after the server got them (t ≈ 300 + 1 000)
-    expect(sim.server!.counters().MPJoinTimeout).toBe(6);
+    expect(rogues.filter((r) => first(r)?.subtype === 'MP_TCPRST')).toHaveLength(9);
+    // the client's join: one RTT after its keys are confirmed (~700 ms), not after a retry
+    expect(sim.client.counters().MPJoinSynAckHeld).toBe(1);
+    expect(sim.client.counters().MPJoinSynTx).toBe(1);
+    expect(upAt).toBeGreaterThan(700);
+    expect(upAt).toBeLessThan(900);
+    // the attacker's 3 answered joins expired 1 s after their SYN/ACK (t ≈ 180 + 1 000)
+    expect(sc.MPJoinTimeout).toBe(3);
     expect(sim.serverEndpoint.pendingJoinCount).toBe(0);
     for (const r of rogues) {
       const last = r.received.at(-1)?.options[0];

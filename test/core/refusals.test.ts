@@ -36,19 +36,30 @@ function expectIntact(sim: Sim) {
 }
 
 describe('refusals: each attack refused, counted, and the connection untouched', () => {
-  it('a join before the keys are installed is refused (MPJoinBeforeKeys)', () => {
+  it("an observer's early join (the victim's token, before the keys) is held, answered once the keys are installed, and cannot complete without them", () => {
     const sim = new Sim({ seed: 21, paths: TWO_PATHS, keyDelayMs: { client: 400, server: 400 } });
     sim.start({ client: { bytes: BYTES }, server: { bytes: BYTES } });
     let rogue!: RogueSubflow;
+    let heldAt300: string[] = [];
     sim.at(100, () => {
       rogue = sim.openRogueSubflow(1);
       rogue.send(joinSyn(sim.server!.localToken));
     });
+    sim.at(300, () => {
+      heldAt300 = sim.server!.subflowInfo().map((x) => x.state);
+    });
+    // it answers the SYN/ACK with an HMAC it cannot compute
+    sim.at(450, () => rogue.send({ options: [{ subtype: 'MP_JOIN', stage: 'ack', hmac: bytes(20) }] }));
     sim.run(120_000);
-    expect(firstOption(rogue)).toMatchObject({ subtype: 'MP_TCPRST', reason: 1 });
+    expect(heldAt300.filter((x) => x === 'join-held')).toHaveLength(2); // the client's own early join and the observer's
+    expect(firstOption(rogue)).toMatchObject({ subtype: 'MP_JOIN', stage: 'synack' });
+    expect(rogue.received.at(-1)?.options[0]).toMatchObject({ subtype: 'MP_TCPRST', reason: 1 });
     expect(rogue.closed).toBe('reset');
-    expect(sim.serverEndpoint.counters().MPJoinBeforeKeys).toBe(1);
-    expect(sim.serverEndpoint.counters().MPJoinRejected).toBe(1);
+    const sc = sim.serverEndpoint.counters();
+    expect(sc.MPJoinHeld).toBe(2);
+    expect(sc.MPJoinHeldReleased).toBe(2);
+    expect(sc.MPJoinAckHMacFailure).toBe(1);
+    expect(sc.MPJoinAckRx).toBe(2); // the client's and the observer's; only the client's verified
     expectIntact(sim);
   });
 

@@ -70,7 +70,7 @@ describe('haproxyConfig', () => {
     expect(cfg).toContain('req.payload(26,1),hex -m beg 0');
     expect(cfg).toContain('req.payload(26,1),hex -m beg 1');
     for (const id of IDS) {
-      expect(cfg).toContain(`use_backend mptls_id${id} if mptls_v2 mp_join { req.payload(28,1) -m bin 0${id} }`);
+      expect(cfg).toContain(`use_backend mptls_id${id} if mptls_v3 mp_join { req.payload(28,1) -m bin 0${id} }`);
       expect(cfg).toMatch(new RegExp(`^backend mptls_id${id}\\n    server id${id} 127\\.0\\.0\\.1:900${id}$`, 'm'));
     }
     expect(cfg).toMatch(/^backend mptls_rr\n    balance roundrobin\n    server id1 127\.0\.0\.1:9001\n    server id2 127\.0\.0\.1:9002\n    server id3 127\.0\.0\.1:9003$/m);

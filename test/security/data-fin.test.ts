@@ -16,7 +16,7 @@ import { listen, close, mptlsServer, mptlsConnect, until } from '../support/serv
 import { startInjectingRelay, type ObservedFrame } from '../support/injecting-relay.js';
 import type { DssOption } from '../../src/wire/types.js';
 import { encodeFrameHead } from '../../src/transport/userspace/frame.js';
-import { idsnFromTokens } from '../../src/crypto/index.js';
+import { idsnExternal } from '../../src/crypto/index.js';
 import type { MptlsSocket } from '../../src/api/index.js';
 import { Sim, type PathSpec } from '../support/sim.js';
 
@@ -52,8 +52,7 @@ async function setup(localAddresses: string[], resumeTimeoutMs?: number) {
   cleanup.push(() => relay.close());
   const c = await mptlsConnect(relay.port, { mptcp: { localAddresses, resumeTimeoutMs } });
   await until(() => c.mptcp.subflows().filter((s) => s.state === 'established').length === localAddresses.length, 5000, 'subflows');
-  const t = c.mptcp.tokens!;
-  const idsnServer = idsnFromTokens(t.remote, t.local); // public: the tokens are on the wire
+  const idsnServer = idsnExternal('responder'); // public: a constant of the protocol
   return { c, relay, sha, idsnServer };
 }
 

@@ -202,9 +202,9 @@ describe('an on-path observer, external keys (default)', () => {
     const serverDone: Promise<[{ bytes: number; sha256: string }, string]>[] = [];
 
     // Attack 4, set up before the client dials: hold the client's bytes after
-    // its MP_CAPABLE ACK (its TLS ClientHello and on) for HOLD_TLS_MS, and join
+    // its MP_CAPABLE ACK (its TLS Finished and on) for HOLD_TLS_MS, and join
     // as soon as the server's SYN/ACK token (offset 28 of server → client) passes.
-    let early: Promise<{ rstAt: number; options: MptcpOption[]; tokenB: number }> | undefined;
+    let early: Promise<{ synAckAt: number; options: MptcpOption[]; tokenB: number }> | undefined;
     let heldAt = 0;
     const onSubflow = (sf: ObservedSubflow, port: number) => {
       if (sf.index !== 0) return;
@@ -219,10 +219,16 @@ describe('an on-path observer, external keys (default)', () => {
         if (early || d.received < JOIN_TOKEN_OFFSET + 4) return;
         const tokenB = d.bytes().readUInt32BE(JOIN_TOKEN_OFFSET);
         early = (async () => {
+          // An early join (wire version 3): the server holds it until its
+          // keys are installed, then answers; the observer cannot compute HMAC-A.
           const rogue = await rawSubflow(port);
-          rogue.send(joinSyn(tokenB, randomU32(), 3));
+          const randA = randomU32();
+          rogue.send(joinSyn(tokenB, randA, 3));
+          const synack = await synAckOf(rogue);
+          const synAckAt = performance.now();
+          rogue.send(frame([{ subtype: 'MP_JOIN', stage: 'ack', hmac: joinAckHmac(randomBytes(8), randomBytes(8), randA, synack.senderRandom) }]));
           await until(() => rogue.ended, 5000, 'the early join to be refused');
-          return { rstAt: rogue.endedAt, options: rogue.options(), tokenB };
+          return { synAckAt, options: rogue.options(), tokenB };
         })();
       };
     };
@@ -238,12 +244,14 @@ describe('an on-path observer, external keys (default)', () => {
     expect(early).toBeDefined();
     const e = await early!;
     expect(heldAt).toBeGreaterThan(t0);
-    expect(e.rstAt).toBeLessThan(secureAt); // refused while the client's TLS bytes were still held
-    expect(secureAt - heldAt).toBeGreaterThanOrEqual(HOLD_TLS_MS - 5);
-    expect(e.options).toEqual([{ subtype: 'MP_TCPRST', flags: 1, reason: 1 }]); // T bit, MPTCP-specific
+    // held, unanswered, until the server's TLS finished (which needed the client's held bytes)
+    expect(e.synAckAt - heldAt).toBeGreaterThanOrEqual(HOLD_TLS_MS - 5);
+    expect(e.options[0]).toMatchObject({ subtype: 'MP_JOIN', stage: 'synack' });
+    expect(e.options.slice(1)).toEqual([{ subtype: 'MP_TCPRST', flags: 0, reason: 1 }]); // the observer's HMAC-A: refused for good
     expect(e.tokenB).toBe(c.mptcp.tokens!.remote);
-    expect(counters(srv).MPJoinBeforeKeys).toBe(1);
-    record('join before the TLS handshake finished', 'external', `refused, MP_TCPRST T=1 (MPJoinBeforeKeys=${counters(srv).MPJoinBeforeKeys})`);
+    expect(counters(srv).MPJoinHeld).toBe(2); // the client's own early join and the observer's
+    expect(counters(srv).MPJoinAckHMacFailure).toBe(1);
+    record('join before the TLS handshake finished', 'external', `held until the keys, then refused: HMAC-A (MPJoinHeld=${counters(srv).MPJoinHeld}, MPJoinAckHMacFailure=${counters(srv).MPJoinAckHMacFailure})`);
 
     // What the observer saw: tokens at fixed offsets, never the keys.
     const s2c0 = relay.subflows[0].s2c.bytes();
@@ -616,7 +624,7 @@ describe('summary', () => {
     expect(rfc('forged ADD_ADDR')).toMatch(/^ACCEPTED/);
     expect(ext('forged MP_FASTCLOSE')).toMatch(/^ignored/);
     expect(rfc('forged MP_FASTCLOSE')).toMatch(/^ACCEPTED/);
-    expect(ext('join before the TLS handshake finished')).toMatch(/^refused/);
+    expect(ext('join before the TLS handshake finished')).toMatch(/^held until the keys, then refused/);
     expect(ext(`brute-forced tokens (${BRUTE_FORCE_JOINS} joins)`)).toMatch(/^all refused/);
     expect(ext('REMOVE_ADDR, unused id')).toMatch(/^dropped/);
     expect(ext('MP_PRIO(backup)')).toMatch(/^accepted, unauthenticated/);

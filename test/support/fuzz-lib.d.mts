@@ -27,7 +27,7 @@ export interface FuzzLib {
   FrameError: abstract new (...args: never[]) => Error;
   tokenFromKey(key: Uint8Array): number;
   idsnFromKey(key: Uint8Array): bigint;
-  idsnFromTokens(a: number, b: number): bigint;
+  idsnExternal(sender: 'initiator' | 'responder'): bigint;
   joinAckHmac(keyA: Uint8Array, keyB: Uint8Array, randA: number, randB: number): Uint8Array;
 }
 

@@ -382,7 +382,7 @@ export function fuzzDecoder(lib, rng, n, probe) {
 // ───────────────────────────── frames on the wire ──────────────────────────
 
 export const MAGIC = Uint8Array.of(0xa7, 0x4d, 0x50, 0x54);
-export const preamble = (role = 1) => Uint8Array.of(0xa7, 0x4d, 0x50, 0x54, 2, role, 0, 0); // wire version 2 (frame.ts VERSION)
+export const preamble = (role = 1) => Uint8Array.of(0xa7, 0x4d, 0x50, 0x54, 3, role, 0, 0); // wire version 3 (frame.ts VERSION)
 
 /**
  * One frame, written by hand (independently of the encoder). `optLen` /
@@ -941,7 +941,7 @@ async function capableHandshake(c, s) {
   const tokenB = synack.senderToken;
   s.send(frameOf(L, [{ subtype: 'MP_CAPABLE', version: 1, flags: 0x03, senderToken: tokenA, receiverToken: tokenB }]));
   await delay(c.rng.int(20));
-  return { s, tokenA, tokenB, idsnA: L.idsnFromTokens(tokenA, tokenB) };
+  return { s, tokenA, tokenB, idsnA: L.idsnExternal('initiator') };
 }
 
 /**

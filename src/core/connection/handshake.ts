@@ -3,7 +3,7 @@
  */
 import type { MpCapableOption, NewKeyOption } from '../../wire/types.js';
 import { CapableFlag, TcpRstReason } from '../../wire/types.js';
-import { idsnFromKey, idsnFromTokens, newKeyHmac, timingSafeEqual, tokenFromKey } from '../../crypto/index.js';
+import { idsnExternal, idsnFromKey, newKeyHmac, timingSafeEqual, tokenFromKey } from '../../crypto/index.js';
 import type { Subflow } from '../subflow.js';
 import type { PathInfo } from '../types.js';
 import * as join from './join.js';
@@ -30,6 +30,13 @@ export class KeyState {
   set remote(k: Uint8Array | undefined) {
     this.#remote = k;
   }
+  /**
+   * The MP_CAPABLE exchange: 'syn-sent' (client, until the SYN/ACK),
+   * 'syn-received' (server, until the third ACK), then 'done' (both tokens
+   * known). In G mode data flows from the start (first flight); the tokens
+   * are needed only for the keys (the exporter's context) and for joins.
+   */
+  capable: 'syn-sent' | 'syn-received' | 'done' = 'syn-sent';
   installed = false;
   confirmed = false;
   peerNewKey: NewKeyOption | undefined;
@@ -48,7 +55,7 @@ export function startClient(c: Connection, local: { token?: number; key?: Uint8A
   }
   const la = c.paths.localAddresses[0];
   const ra = c.paths.remoteAddresses[0];
-  const sf = c.addSubflow('syn-sent', {
+  const sf = c.addSubflow(c.mode === 'external' ? 'established' : 'syn-sent', {
     initial: true,
     localAddressId: 0,
     remoteAddressId: 0,
@@ -56,8 +63,11 @@ export function startClient(c: Connection, local: { token?: number; key?: Uint8A
     path: { localAddress: la?.address, remoteAddress: ra?.address, remotePort: ra?.port },
     now,
   });
+  c.keys.capable = 'syn-sent';
   c.queue(sf, [{ subtype: 'MP_CAPABLE', version: 1, flags: capableFlags(c) }]);
   c.host.mib.inc('MPCapableSYNTX');
+  // G mode: the first data (the ClientHello) follows the SYN in the same write.
+  if (c.mode === 'external') openDataPath(c);
   return sf.id;
 }
 
@@ -65,7 +75,7 @@ export function startClient(c: Connection, local: { token?: number; key?: Uint8A
 export function startServer(c: Connection, local: { token: number; key?: Uint8Array }, path: PathInfo, now: number): number {
   c.localToken = local.token;
   if (c.mode === 'rfc8684') c.keys.local = local.key!;
-  const sf = c.addSubflow('syn-received', {
+  const sf = c.addSubflow(c.mode === 'external' ? 'established' : 'syn-received', {
     initial: true,
     localAddressId: 0,
     remoteAddressId: 0,
@@ -77,8 +87,29 @@ export function startServer(c: Connection, local: { token: number; key?: Uint8Ar
     c.mode === 'external'
       ? { subtype: 'MP_CAPABLE', version: 1, flags: capableFlags(c), senderToken: c.localToken }
       : { subtype: 'MP_CAPABLE', version: 1, flags: capableFlags(c), senderKey: c.keys.local };
+  c.keys.capable = 'syn-received';
   c.queue(sf, [synack]);
+  // G mode: the client's first data may follow its SYN; ours follows the SYN/ACK.
+  if (c.mode === 'external') openDataPath(c);
   return sf.id;
+}
+
+/**
+ * Data may flow from here on: the IDSNs are known (G mode: two constants,
+ * at once; rfc8684: from the keys, at the end of the MP_CAPABLE exchange).
+ */
+function openDataPath(c: Connection): void {
+  if (c.mode === 'external') {
+    const [mine, theirs] = c.role === 'client' ? (['initiator', 'responder'] as const) : (['responder', 'initiator'] as const);
+    c.keys.idsnLocal = idsnExternal(mine);
+    c.keys.idsnRemote = idsnExternal(theirs);
+  } else {
+    c.keys.idsnLocal = idsnFromKey(c.keys.local!);
+    c.keys.idsnRemote = idsnFromKey(c.keys.remote!);
+  }
+  c.state = 'established';
+  c.recv.advertisedRightEdge = c.limits.recvBufferLimit;
+  c.send.peerRightEdge = INITIAL_PEER_WINDOW; // until the peer advertises its own
 }
 
 export function capableFlags(c: Connection): number {
@@ -93,8 +124,15 @@ export function capableFlags(c: Connection): number {
  */
 export function installKeys(c: Connection, keyA: Uint8Array, keyB: Uint8Array, now: number): void {
   if (c.mode !== 'external') throw new TypeError('installKeys is for external-key (G-bit) connections');
-  if (c.state !== 'established') throw new TypeError('installKeys before the MP_CAPABLE handshake finished');
+  if (c.state === 'closed') throw new TypeError('installKeys on a closed connection');
   if (c.keys.installed) throw new TypeError('keys already installed');
+  if (c.keys.capable !== 'done') {
+    // The peer let TLS finish before the MP_CAPABLE exchange (no SYN/ACK, or
+    // no third ACK): the keys' context (both tokens) is unknown.
+    c.mib.inc('MPCapableIncomplete');
+    c.abortInternal('handshake-failed', now);
+    return;
+  }
   if (keyA.length !== 8 || keyB.length !== 8) throw new RangeError('keyA and keyB must be 8 bytes each');
   c.keys.local = c.role === 'client' ? keyA.slice() : keyB.slice();
   c.keys.remote = c.role === 'client' ? keyB.slice() : keyA.slice();
@@ -113,6 +151,7 @@ export function installKeys(c: Connection, keyA: Uint8Array, keyB: Uint8Array, n
     verifyNewKey(c, nk, now);
   }
   if (c.recv.heldFins.length > 0 && c.state === 'established') recv.checkHeldFins(c);
+  if (c.role === 'server' && c.state === 'established') join.releaseHeldJoins(c, now);
 }
 
 /** keyA‖keyB, the external key NEW_KEY's HMAC covers. */
@@ -128,7 +167,7 @@ export function verifyNewKey(c: Connection, opt: NewKeyOption, now: number): voi
   c.mib.inc('NewKeyRx');
   if (c.keys.confirmed) return;
   const expected = newKeyHmac(c.remoteToken, c.localToken, externalKey(c));
-  if (opt.keyId !== 0 || !timingSafeEqual(expected, opt.hmac)) {
+  if (!timingSafeEqual(expected, opt.hmac)) {
     c.mib.inc('NewKeyHMacFailure');
     c.abortInternal('key-mismatch', now);
     return;
@@ -140,7 +179,9 @@ export function confirmKeys(c: Connection, now: number): void {
   c.keys.confirmed = true;
   c.events.push({ type: 'keys-confirmed' });
   if (c.role === 'client') {
-    join.startJoins(c, c.pm.onKeysConfirmed(pm.pmContext(c)), now);
+    // G mode opened its joins at the SYN/ACK; their SYN/ACKs wait for this.
+    if (c.mode === 'external') join.continueHeldJoins(c, now);
+    else join.startJoins(c, c.pm.onJoinsAllowed(pm.pmContext(c)), now);
   } else {
     for (const a of c.pm.announce(pm.pmContext(c), c.paths.announceConfig)) pm.announce(c, a);
   }
@@ -149,12 +190,14 @@ export function confirmKeys(c: Connection, now: number): void {
 /** Returns false when the subflow or connection went away. */
 export function handleCapable(c: Connection, sf: Subflow, o: MpCapableOption, now: number): boolean {
   const external = (o.flags & CapableFlag.G_EXTERNAL_KEYS) !== 0;
-  if (!sf.initial) {
+  if (!sf.initial || o.dataLevelLength !== undefined) {
+    // Not on a join; and never the "ACK with data" form (length 14/16 or
+    // 22/24): data travels in DSS frames (PROTOCOL.md §1.1).
     c.mib.inc('ProtocolError');
     c.resetSubflow(sf, TcpRstReason.MPTCP_SPECIFIC, 'error', now);
     return false;
   }
-  if (sf.state === 'syn-sent' && c.role === 'client') {
+  if (c.keys.capable === 'syn-sent' && c.role === 'client') {
     // SYN/ACK
     c.mib.inc('MPCapableSYNACKRX');
     if (external !== (c.mode === 'external') || o.version !== 1) {
@@ -179,7 +222,7 @@ export function handleCapable(c: Connection, sf: Subflow, o: MpCapableOption, no
     establish(c, sf, now);
     return true;
   }
-  if (sf.state === 'syn-received' && c.role === 'server') {
+  if (c.keys.capable === 'syn-received' && c.role === 'server') {
     // third ACK
     c.mib.inc('MPCapableACKRX');
     if (external !== (c.mode === 'external')) return failHandshake(c, now);
@@ -204,22 +247,18 @@ export function failHandshake(c: Connection, now: number): false {
   return false;
 }
 
+/** The MP_CAPABLE exchange is complete on `sf` (the initial subflow): both tokens (or keys) are known. */
 export function establish(c: Connection, sf: Subflow, now: number): void {
+  c.keys.capable = 'done';
   if (c.mode === 'external') {
-    c.keys.idsnLocal = idsnFromTokens(c.localToken, c.remoteToken);
-    c.keys.idsnRemote = idsnFromTokens(c.remoteToken, c.localToken);
     c.mib.inc('MPCapableExternalKeys');
   } else {
-    c.keys.idsnLocal = idsnFromKey(c.keys.local!);
-    c.keys.idsnRemote = idsnFromKey(c.keys.remote!);
     c.keys.installed = true;
+    openDataPath(c);
   }
   sf.state = 'established';
   sf.sampleRtt(now - sf.handshakeStarted);
-  c.state = 'established';
   c.timerTable.clear(Timer.Establish);
-  c.recv.advertisedRightEdge = c.limits.recvBufferLimit;
-  c.send.peerRightEdge = INITIAL_PEER_WINDOW; // until the peer advertises its own
   c.events.push({ type: 'established' });
   c.events.push({ type: 'subflow-up', subflow: sf.id });
   if (c.role === 'server') sf.ackPending = true; // tell the client our window
@@ -227,6 +266,10 @@ export function establish(c: Connection, sf: Subflow, now: number): void {
   // client waits for the server's first DSS, which proves the server got the
   // third ACK, so its first MP_JOIN cannot overtake it.
   if (c.mode === 'rfc8684' && c.role === 'server') confirmKeys(c, now);
+  // G mode: the client opens its joins now (tokenB is known), while TLS is
+  // still running; the server holds them until its keys are installed and
+  // the client completes them once the keys are confirmed (PROTOCOL.md §6.1).
+  if (c.mode === 'external' && c.role === 'client') join.startJoins(c, c.pm.onJoinsAllowed(pm.pmContext(c)), now);
 }
 
 /** Returns true when the connection closed. */
@@ -240,10 +283,16 @@ export function handleFastclose(c: Connection, receiverKey: Uint8Array, now: num
   return true;
 }
 
-/** NEW_KEY from the peer: verified now, or when our keys are installed. */
+/**
+ * NEW_KEY from the peer: verified now, or when our keys are installed (the
+ * last one is held). K = 1 would announce a second key (a rekey,
+ * draft-baerts §4.2), which mptls does not do: ignored and counted.
+ */
 export function handleNewKey(c: Connection, o: NewKeyOption, now: number): void {
   if (c.mode !== 'external') {
     c.mib.inc('ProtocolError');
+  } else if (o.keyId !== 0) {
+    c.mib.inc('NewKeyUnsupported');
   } else if (!c.keys.installed) {
     c.keys.peerNewKey = o; // verified when our keys arrive
   } else {

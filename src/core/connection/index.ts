@@ -151,6 +151,11 @@ export class Connection {
     return this.state === 'established';
   }
 
+  /** Both tokens are known (the MP_CAPABLE exchange is done): the keys' context exists. */
+  get tokensExchanged(): boolean {
+    return this.keys.capable === 'done';
+  }
+
   get areKeysConfirmed(): boolean {
     return this.keys.confirmed;
   }
@@ -312,6 +317,13 @@ export class Connection {
       if (h.subtype === 'MP_CAPABLE' ? !handshake.handleCapable(this, sf, h, now) : !join.handleJoin(this, sf, h, now)) return;
     }
     const dss = o.dss;
+    if (sf.initial && this.role === 'client' && this.keys.capable === 'syn-sent' && (dss || seg.payload?.length)) {
+      // G mode lets our data go first, never the server's: its SYN/ACK
+      // (tokenB) must come before its first data.
+      this.mib.inc('ProtocolError');
+      this.resetSubflow(sf, TcpRstReason.MPTCP_SPECIFIC, 'error', now);
+      return;
+    }
     if (sf.state === 'join-ack-sent' && dss) {
       // The server's first DSS after our MP_JOIN ACK: the join is complete.
       join.joinEstablished(this, sf);
@@ -334,7 +346,7 @@ export class Connection {
   /** @internal An MP_TCPRST on `sf`. */
   onTcpRst(sf: Subflow, rst: Extract<MptcpOption, { subtype: 'MP_TCPRST' }>, now: number): void {
     this.mib.inc('MPRstRx');
-    if (sf.initial && sf.state === 'syn-sent') {
+    if (sf.initial && this.role === 'client' && this.keys.capable === 'syn-sent') {
       // The server answered our MP_CAPABLE SYN with a reset (its token
       // table is full, or it refuses the mode): the connection is
       // 'refused', which a client may turn into plain-TLS fallback.
@@ -397,7 +409,11 @@ export class Connection {
   }
   /** @internal */ abortInternal(reason: CloseReason, now: number): void {
     if (this.state === 'closed') return;
-    const canFastclose = this.keys.remote !== undefined && (this.mode === 'rfc8684' || this.keys.installed);
+    // After a key mismatch our view of the peer's key is what disagrees: a
+    // MP_FASTCLOSE would not verify there, so every subflow gets MP_TCPRST
+    // (PROTOCOL.md §1.2). The peer, whose check of our NEW_KEY failed too,
+    // closes on its own.
+    const canFastclose = reason !== 'key-mismatch' && this.keys.remote !== undefined && (this.mode === 'rfc8684' || this.keys.installed);
     for (const s of this.subflows.values()) {
       if (!s.open) continue;
       const options: MptcpOption[] = canFastclose
@@ -470,7 +486,9 @@ export class Connection {
     if (sf) {
       const size = (t.segment.payload?.length ?? 0) + SEGMENT_OVERHEAD;
       sf.queued += size;
-      if (sf.established) {
+      // The first frame of a subflow (its MP_CAPABLE or MP_JOIN SYN / SYN/ACK) carries no ack, so its bytes sit at fixed offsets (PROTOCOL.md §5.3).
+      const first = sf.framesSent++ === 0;
+      if (sf.established && !first) {
         t.segment.ack = sf.rcvSsn;
         sf.ackPending = false;
         sf.unackedBytes = 0;
@@ -490,12 +508,12 @@ export class Connection {
     this.subflowDown(sf, why, now);
   }
   /** @internal */ subflowDown(sf: Subflow, reason: SubflowDownReason, now: number): void {
-    const wasPendingJoin = !sf.initial && (sf.state === 'join-syn-sent' || sf.state === 'join-syn-received' || sf.state === 'join-ack-sent');
+    const wasPendingJoin = !sf.initial && (sf.state === 'join-syn-sent' || sf.state === 'join-held' || sf.state === 'join-syn-received' || sf.state === 'join-ack-sent');
     if (wasPendingJoin) {
       this.pendingJoins = Math.max(0, this.pendingJoins - 1);
       if (this.role === 'server') this.host.releaseJoin(this, sf.id);
     }
-    const wasInitialHandshake = sf.initial && (sf.state === 'syn-sent' || sf.state === 'syn-received');
+    const wasInitialHandshake = sf.initial && this.keys.capable !== 'done';
     sf.state = 'closed';
     send.reinjectFrom(this, sf);
     if (this.send.finSentOn === sf.id && !this.send.finAcked) this.send.finSentOn = undefined; // resend the DATA_FIN elsewhere

@@ -19,9 +19,20 @@ export function openSubflowCount(c: Connection): number {
   return n;
 }
 
+/**
+ * Client: may joins be opened now? G mode: once the MP_CAPABLE exchange is
+ * done (tokenB known), while TLS may still be running: the server holds such
+ * an early join and we complete it only once the keys are confirmed.
+ * rfc8684 mode: once the keys are confirmed.
+ */
+export function joinsAllowed(c: Connection): boolean {
+  if (c.state !== 'established') return false;
+  return c.mode === 'external' ? c.keys.capable === 'done' : c.keys.confirmed;
+}
+
 export function startJoins(c: Connection, reqs: JoinRequest[], now: number): void {
   for (const r of reqs) {
-    if (c.state !== 'established' || !c.keys.confirmed) return;
+    if (!joinsAllowed(c)) return;
     if (openSubflowCount(c) >= c.limits.maxSubflows || c.pendingJoins >= c.limits.maxPendingJoins) {
       c.mib.inc('SubflowLimit');
       return;
@@ -38,6 +49,7 @@ export function startJoins(c: Connection, reqs: JoinRequest[], now: number): voi
       now,
     });
     sf.localRandom = c.randomU32();
+    sf.early = !c.keys.confirmed;
     sf.handshakeDeadline = now + c.timers.joinTimeoutMs;
     c.pendingJoins++;
     c.events.push({
@@ -65,19 +77,19 @@ export function startJoins(c: Connection, reqs: JoinRequest[], now: number): voi
 export function handleJoin(c: Connection, sf: Subflow, o: MpJoinOption, now: number): boolean {
   if (o.stage === 'synack' && sf.state === 'join-syn-sent') {
     c.mib.inc('MPJoinSynAckRx');
-    sf.remoteRandom = o.senderRandom;
-    const expected = joinSynAckHmac(c.keys.remote!, c.keys.local!, o.senderRandom, sf.localRandom);
-    if (!timingSafeEqual(expected, o.truncatedHmac)) {
-      c.mib.inc('MPJoinSynAckHMacFailure');
-      c.resetSubflow(sf, TcpRstReason.MPTCP_SPECIFIC, 'join-refused', now);
-      return false;
+    if (!c.keys.confirmed) {
+      // An early join answered before the server's NEW_KEY reached us (or
+      // before our own TLS finished): completed when the keys are confirmed.
+      if (sf.heldSynAck) {
+        c.mib.inc('ProtocolError');
+        c.resetSubflow(sf, TcpRstReason.MPTCP_SPECIFIC, 'error', now);
+        return false;
+      }
+      sf.heldSynAck = o;
+      c.mib.inc('MPJoinSynAckHeld');
+      return true;
     }
-    sf.backupPeer = o.backup;
-    const hmac = joinAckHmac(c.keys.local!, c.keys.remote!, sf.localRandom, o.senderRandom);
-    sf.state = 'join-ack-sent';
-    sf.sampleRtt(now - sf.handshakeStarted);
-    c.queue(sf, [{ subtype: 'MP_JOIN', stage: 'ack', hmac }]);
-    return true;
+    return answerSynAck(c, sf, o, now);
   }
   if (o.stage === 'ack' && sf.state === 'join-syn-received') {
     c.mib.inc('MPJoinAckRx');
@@ -95,6 +107,35 @@ export function handleJoin(c: Connection, sf: Subflow, o: MpJoinOption, now: num
   c.mib.inc('ProtocolError');
   c.resetSubflow(sf, TcpRstReason.MPTCP_SPECIFIC, 'error', now);
   return false;
+}
+
+/** Client: the server's MP_JOIN SYN/ACK, with the keys confirmed: check HMAC-B, send the ACK (HMAC-A). */
+function answerSynAck(c: Connection, sf: Subflow, o: Extract<MpJoinOption, { stage: 'synack' }>, now: number): boolean {
+  sf.remoteRandom = o.senderRandom;
+  const expected = joinSynAckHmac(c.keys.remote!, c.keys.local!, o.senderRandom, sf.localRandom);
+  if (!timingSafeEqual(expected, o.truncatedHmac)) {
+    c.mib.inc('MPJoinSynAckHMacFailure');
+    c.resetSubflow(sf, TcpRstReason.MPTCP_SPECIFIC, 'join-refused', now);
+    return false;
+  }
+  sf.backupPeer = o.backup;
+  const hmac = joinAckHmac(c.keys.local!, c.keys.remote!, sf.localRandom, o.senderRandom);
+  sf.state = 'join-ack-sent';
+  // An early join's SYN/ACK waited at the server for its keys: no RTT sample from it.
+  if (!sf.early) sf.sampleRtt(now - sf.handshakeStarted);
+  c.queue(sf, [{ subtype: 'MP_JOIN', stage: 'ack', hmac }]);
+  return true;
+}
+
+/** Client: the keys are confirmed: complete the early joins whose SYN/ACK came before. */
+export function continueHeldJoins(c: Connection, now: number): void {
+  for (const sf of [...c.subflows.values()]) {
+    const o = sf.heldSynAck;
+    if (!o || sf.state !== 'join-syn-sent') continue;
+    sf.heldSynAck = undefined;
+    answerSynAck(c, sf, o, now);
+    if (c.state === 'closed') return;
+  }
 }
 
 export function joinEstablished(c: Connection, sf: Subflow): void {
@@ -121,11 +162,16 @@ export function acceptJoin(c: Connection, o: Extract<MpJoinOption, { stage: 'syn
     c.mib.inc('MPRstTx');
     return { ok: false, reason, reply: { options: [{ subtype: 'MP_TCPRST', flags, reason: rst }] } };
   };
+  if (c.state === 'closed') return refuse('connection closed', TcpRstReason.MPTCP_SPECIFIC);
   // The join's own HMACs prove the joiner holds the keys, so installed keys
-  // suffice here; the joiner waits for our NEW_KEY before it tries.
-  if (c.state !== 'established' || !c.keys.installed) {
+  // suffice to answer it. Before that, a G-mode join is held (bounded per
+  // connection, by the endpoint's pending-join pool, and in time) and
+  // answered when the keys are installed: the client opens its joins while
+  // TLS runs (PROTOCOL.md §6.1).
+  const early = !c.keys.installed;
+  if (early && (c.mode !== 'external' || c.state !== 'established')) {
     c.mib.inc('MPJoinBeforeKeys');
-    return refuse('keys not installed and confirmed', TcpRstReason.MPTCP_SPECIFIC, TcpRstFlag.TRANSIENT);
+    return refuse('keys not installed', TcpRstReason.MPTCP_SPECIFIC, TcpRstFlag.TRANSIENT);
   }
   // Fairness: pending joins count per source (the peer's address). A full
   // connection makes room by evicting the oldest pending join of the
@@ -134,7 +180,15 @@ export function acceptJoin(c: Connection, o: Extract<MpJoinOption, { stage: 'syn
   // connections (host.admitJoin). A flooding source competes with itself.
   const source = c.host.joinSource(path);
   let victim: Subflow | undefined;
-  if (openSubflowCount(c) >= c.limits.maxSubflows || c.pendingJoins >= c.limits.maxPendingJoins) {
+  if (early && heldJoinCount(c) >= c.limits.maxHeldJoins) {
+    // The same fairness among held joins: an observer that saw tokenB and
+    // raced the client's early join competes with itself.
+    victim = pendingJoinToEvict(c, source, true);
+    if (!victim) {
+      c.mib.inc('MPJoinHeldLimit');
+      return refuse('held join limit', TcpRstReason.LACK_OF_RESOURCES, TcpRstFlag.TRANSIENT);
+    }
+  } else if (openSubflowCount(c) >= c.limits.maxSubflows || c.pendingJoins >= c.limits.maxPendingJoins) {
     victim = pendingJoinToEvict(c, source);
     if (!victim) {
       c.mib.inc('SubflowLimit');
@@ -155,7 +209,7 @@ export function acceptJoin(c: Connection, o: Extract<MpJoinOption, { stage: 'syn
   // when pending joins were all it had left.
   if (c.state !== 'established') return refuse('connection closed', TcpRstReason.MPTCP_SPECIFIC);
   const localId = localAddressIdFor(c, path.localAddress, path.localPort);
-  const sf = c.addSubflow('join-syn-received', {
+  const sf = c.addSubflow(early ? 'join-held' : 'join-syn-received', {
     initial: false,
     localAddressId: localId,
     remoteAddressId: o.addressId,
@@ -165,16 +219,44 @@ export function acceptJoin(c: Connection, o: Extract<MpJoinOption, { stage: 'syn
   });
   sf.backupPeer = o.backup;
   sf.remoteRandom = o.senderRandom;
+  c.pendingJoins++;
+  c.host.reserveJoin(c, sf.id, source, now);
+  if (early) {
+    sf.early = true;
+    sf.handshakeDeadline = now + c.timers.joinHoldTimeoutMs;
+    c.mib.inc('MPJoinHeld');
+    return { ok: true, subflow: sf.id };
+  }
+  answerJoin(c, sf, now);
+  return { ok: true, subflow: sf.id };
+}
+
+/** Server: answer a join's SYN (keys installed): R_B, HMAC-B, and a few RTTs to get its ACK. */
+function answerJoin(c: Connection, sf: Subflow, now: number): void {
+  sf.state = 'join-syn-received';
   sf.localRandom = c.randomU32();
   // A legitimate joiner answers our SYN/ACK within one RTT: wait a few.
   sf.handshakeDeadline = now + joinAckTimeout(c);
-  c.pendingJoins++;
-  c.host.reserveJoin(c, sf.id, source, now);
   const truncatedHmac = joinSynAckHmac(c.keys.local!, c.keys.remote!, sf.localRandom, sf.remoteRandom);
   c.queue(sf, [
-    { subtype: 'MP_JOIN', stage: 'synack', backup: false, addressId: localId, truncatedHmac, senderRandom: sf.localRandom },
+    { subtype: 'MP_JOIN', stage: 'synack', backup: false, addressId: sf.localAddressId, truncatedHmac, senderRandom: sf.localRandom },
   ]);
-  return { ok: true, subflow: sf.id };
+}
+
+/** Server: the keys are installed: answer every held early join. */
+export function releaseHeldJoins(c: Connection, now: number): void {
+  for (const sf of c.subflows.values()) {
+    if (sf.state !== 'join-held') continue;
+    c.mib.inc('MPJoinHeldReleased');
+    answerJoin(c, sf, now);
+  }
+}
+
+/** Server: early joins held now. */
+export function heldJoinCount(c: Connection): number {
+  let n = 0;
+  for (const s of c.subflows.values()) if (s.state === 'join-held') n++;
+  return n;
 }
 
 /**
@@ -185,7 +267,7 @@ export function acceptJoin(c: Connection, o: Extract<MpJoinOption, { stage: 'syn
  */
 export function evictPendingJoin(c: Connection, subflow: number, now: number): boolean {
   const sf = c.subflows.get(subflow);
-  if (c.role !== 'server' || !sf || sf.initial || sf.state !== 'join-syn-received') {
+  if (c.role !== 'server' || !sf || sf.initial || (sf.state !== 'join-syn-received' && sf.state !== 'join-held')) {
     c.host.releaseJoin(c, subflow);
     return false;
   }
@@ -194,11 +276,11 @@ export function evictPendingJoin(c: Connection, subflow: number, now: number): b
   return true;
 }
 
-/** Server: the pending join here to evict for a newcomer from `source`, if any (see acceptJoin). */
-export function pendingJoinToEvict(c: Connection, source: string): Subflow | undefined {
+/** Server: the pending (or, with `heldOnly`, held) join here to evict for a newcomer from `source`, if any (see acceptJoin). */
+export function pendingJoinToEvict(c: Connection, source: string, heldOnly = false): Subflow | undefined {
   const bySource = new Map<string, Subflow[]>();
   for (const s of c.subflows.values()) {
-    if (s.initial || s.state !== 'join-syn-received') continue;
+    if (s.initial || (s.state !== 'join-held' && (heldOnly || s.state !== 'join-syn-received'))) continue;
     const k = c.host.joinSource(s.path);
     const list = bySource.get(k);
     if (list) list.push(s);

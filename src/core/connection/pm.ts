@@ -233,7 +233,7 @@ export function scheduleRejoin(c: Connection, sf: Subflow, reason: SubflowDownRe
     c.paths.joinFailures.set(key, (c.paths.joinFailures.get(key) ?? 0) + 1);
     if (joinsExhausted(c, ra)) return;
   }
-  if (!c.keys.confirmed || c.state !== 'established' || !c.pm.onSubflowClosed) return;
+  if (!join.joinsAllowed(c) || !c.pm.onSubflowClosed) return;
   const key = `${sf.localAddressId}|${sf.remoteAddressId}`;
   const attempt = c.paths.rejoinAttempts.get(key) ?? 0;
   const plan = c.pm.onSubflowClosed(pmContext(c), { localAddressId: sf.localAddressId, remoteAddressId: sf.remoteAddressId, reason }, attempt);
@@ -271,7 +271,7 @@ export function addLocalAddress(c: Connection, address: string, backup: boolean,
     la = { id, address, backup };
     c.paths.localAddresses.push(la);
   }
-  if (c.role !== 'client' || c.state !== 'established' || !c.keys.confirmed) return la.id;
+  if (c.role !== 'client' || !join.joinsAllowed(c)) return la.id;
   const inUse = [...c.subflows.values()].some((s) => s.open && s.localAddressId === la.id);
   if (!inUse) resume.joinFrom(c, { localAddressId: la.id, remoteAddressId: 0, backup: la.backup }, now);
   return la.id;

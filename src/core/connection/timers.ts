@@ -172,10 +172,11 @@ function onSubflowTimers(c: Connection, now: number): void {
       s.ackDueAt = Infinity;
     }
     if (now >= s.handshakeDeadline) {
-      c.mib.inc('MPJoinTimeout');
-      // Server: the MP_JOIN ACK is late (joinAckTimeout); transient, so a
-      // legitimate joiner on a slow path tries again.
-      if (c.role === 'server' && s.state === 'join-syn-received') join.resetJoinTransient(c, s, TcpRstReason.MPTCP_SPECIFIC, 'join-timeout', now);
+      c.mib.inc(s.state === 'join-held' ? 'MPJoinHeldTimeout' : 'MPJoinTimeout');
+      // Server: the MP_JOIN ACK is late (joinAckTimeout), or a held join's
+      // keys never came (joinHoldTimeoutMs); transient, so a legitimate
+      // joiner on a slow path tries again.
+      if (c.role === 'server' && (s.state === 'join-syn-received' || s.state === 'join-held')) join.resetJoinTransient(c, s, TcpRstReason.MPTCP_SPECIFIC, 'join-timeout', now);
       else c.resetSubflow(s, TcpRstReason.MPTCP_SPECIFIC, 'join-timeout', now);
       continue;
     }

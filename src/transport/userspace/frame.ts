@@ -2,12 +2,14 @@
  * The userspace wire format (docs/PROTOCOL.md §5): each subflow is one TCP
  * connection that starts with an 8-byte preamble and then carries frames.
  *
- *   preamble: A7 4D 50 54 ("\xa7MPT") | version=2 | role (1 client, 2 server) | 0 | 0
+ *   preamble: A7 4D 50 54 ("\xa7MPT") | version=3 | role (1 client, 2 server) | 0 | 0
  *   frame:    type(1) flags(1) optionsLength(u16) payloadLength(u32)
  *             window(u32) ack(u32) | options | [DATA_FIN MAC (8), flag FIN_MAC] | payload
  *
- * Version 2 added the authenticated DATA_FIN (flag FIN_MAC); a version-1
- * peer is refused at its preamble ("unsupported version").
+ * Version 2 added the authenticated DATA_FIN (flag FIN_MAC); version 3 the
+ * first flight (G-mode IDSNs that need no token, data right after the
+ * MP_CAPABLE SYN and SYN/ACK) and early joins. A peer of another version is
+ * refused at its preamble ("unsupported version").
  *
  * The first byte 0xA7 can begin neither a TLS record (0x14..0x18) nor an
  * SSLv2 hello (high bit with a length) a server would accept, nor an HTTP
@@ -21,7 +23,7 @@ import type { MptcpOption } from '../../wire/types.js';
 import type { Segment } from '../../core/types.js';
 
 export const MAGIC = Uint8Array.of(0xa7, 0x4d, 0x50, 0x54);
-export const VERSION = 2;
+export const VERSION = 3;
 export const PREAMBLE_LENGTH = 8;
 export const FRAME_HEADER_LENGTH = 16;
 export const ROLE_CLIENT = 1;

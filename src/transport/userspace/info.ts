@@ -8,7 +8,7 @@ import type { MibCounters } from '../../core/mib.js';
 import { MIB_NAMES } from '../../core/mib.js';
 import type { MptcpMode, MptcpPathState, MptcpSubflow } from '../socket-info.js';
 import type { KeyBinding, OpenedConnection, TransportInfo } from '../types.js';
-import type { MultipathStream } from './stream.js';
+import { MptcpClosedError, type MultipathStream } from './stream.js';
 import { now, type MultipathDriver } from './driver.js';
 
 export function zeroCounters(): MibCounters {
@@ -114,6 +114,14 @@ export function userspaceKeyBinding(driver: MultipathDriver, usable: () => boole
     use: 'install',
     context: () => {
       if (!usable() || conn.state !== 'established' || conn.mode !== 'external') return undefined;
+      if (!conn.tokensExchanged) {
+        // TLS finished before the MP_CAPABLE exchange did (the peer skipped
+        // its SYN/ACK or third ACK): there is no context for the keys.
+        conn.mib.inc('MPCapableIncomplete');
+        conn.abort(now());
+        driver.pump();
+        throw new MptcpClosedError('handshake-failed');
+      }
       return conn.role === 'client' ? { tokenA: conn.localToken, tokenB: conn.remoteToken } : { tokenA: conn.remoteToken, tokenB: conn.localToken };
     },
     install: (keyA, keyB) => {
