@@ -1,8 +1,11 @@
 // Scenario 4: handshake costs.
-//  - time to a usable first subflow (TLS secureConnect) and to a joined second
-//    subflow, on a path of known RTT (userspace delay relay, 2 × 10 ms);
-//    plain node:tls through the same relay as the baseline;
-//  - joins per second one server sustains (clients in a child process);
+//  - time to a usable first subflow (TLS secureConnect) and to an established
+//    second subflow, on paths of known RTT (userspace delay relays, 2 × 10 ms
+//    and 2 × 50 ms; the TCP connect to the relay is instant, so plain TLS 1.3
+//    costs one RTT); plain node:tls through the same relay as the baseline,
+//    and mptls's fallback against a plain TLS server (its one extra RTT);
+//  - new connections + join per second one server sustains (clients in a child process);
+//  - the server's cost per held early join (bench/lib/held-joins.mjs);
 //  - HMAC cost per join (both sides' HMACs, computed and verified).
 import tls from 'node:tls';
 import { fork } from 'node:child_process';
@@ -10,7 +13,7 @@ import { createServer, connect, joinSynAckHmac, joinAckHmac, timingSafeEqual } f
 import { fixtures, median, delayRelay } from './lib/common.mjs';
 import { coreJoinsPerSecond } from './lib/core-joins.mjs';
 
-const ONE_WAY_MS = 10;
+const ONE_WAY_MS = [10, 50];
 
 async function timeToConnect(kind, port) {
   const t0 = performance.now();
@@ -19,7 +22,7 @@ async function timeToConnect(kind, port) {
   await new Promise((r, j) => { s.once('secureConnect', r); s.once('error', j); });
   const usable = performance.now() - t0;
   let joined;
-  if (kind !== 'tls') {
+  if (kind === 'mptls') {
     await new Promise((r) => {
       const check = () => s.mptcp.subflows().filter((x) => x.state === 'established').length >= 2;
       if (check()) return r();
@@ -27,32 +30,78 @@ async function timeToConnect(kind, port) {
     });
     joined = performance.now() - t0;
   }
+  const mode = s.mptcp?.mode;
   s.destroy();
-  return { usable, joined };
+  return { usable, joined, mode };
 }
 
-export async function handshakeBench({ runs = 15 } = {}) {
+/** Medians over `runs` alternating runs on one relay of `oneWayMs` each way. */
+export async function onePath(oneWayMs, runs) {
   const server = createServer({ key: fixtures.key, cert: fixtures.cert }, (s) => { s.on('error', () => {}); s.resume(); });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  const relay = await delayRelay(server.address().port, ONE_WAY_MS);
-  const rtt = 2 * ONE_WAY_MS;
-  const tlsT = [], usable = [], joined = [];
+  const plain = tls.createServer({ key: fixtures.key, cert: fixtures.cert }, (s) => { s.on('error', () => {}); s.resume(); });
+  await new Promise((r) => plain.listen(0, '127.0.0.1', r));
+  const relay = await delayRelay(server.address().port, oneWayMs);
+  const plainRelay = await delayRelay(plain.address().port, oneWayMs);
+  const rtt = 2 * oneWayMs;
+  const tlsT = [], usable = [], joined = [], fallback = [];
+  let fallbackModes = new Set();
   for (let i = 0; i < runs; i++) {
     tlsT.push((await timeToConnect('tls', relay.port)).usable);
     const m = await timeToConnect('mptls', relay.port);
     usable.push(m.usable);
     joined.push(m.joined);
+    const f = await timeToConnect('fallback', plainRelay.port);
+    fallback.push(f.usable);
+    fallbackModes.add(f.mode);
   }
   relay.close();
+  plainRelay.close();
   server.close();
+  plain.close();
+  const r1 = (x) => +x.toFixed(2);
   const out = {
     pathRttMs: rtt,
-    plainTlsConnectMs: median(tlsT),
-    firstSubflowUsableMs: median(usable),
-    secondSubflowJoinedMs: median(joined),
+    runs,
+    plainTlsConnectMs: r1(median(tlsT)),
+    firstSubflowUsableMs: r1(median(usable)),
+    secondSubflowJoinedMs: r1(median(joined)),
+    fallbackUsableMs: r1(median(fallback)),
+    fallbackMode: [...fallbackModes].join(','),
   };
-  out.firstSubflowInRtts = out.firstSubflowUsableMs / rtt;
-  out.joinedInRtts = out.secondSubflowJoinedMs / rtt;
+  out.plainTlsInRtts = r1(out.plainTlsConnectMs / rtt);
+  out.firstSubflowInRtts = r1(out.firstSubflowUsableMs / rtt);
+  out.firstSubflowOverPlainRtts = r1((out.firstSubflowUsableMs - out.plainTlsConnectMs) / rtt);
+  out.joinedInRtts = r1(out.secondSubflowJoinedMs / rtt);
+  out.fallbackOverPlainRtts = r1((out.fallbackUsableMs - out.plainTlsConnectMs) / rtt);
+  out.targets = { usableWithinQuarterRtt: out.firstSubflowOverPlainRtts <= 0.25, joinedWithin3_5Rtt: out.joinedInRtts <= 3.5 };
+  out.samples = { plainTls: tlsT.map(r1), usable: usable.map(r1), joined: joined.map(r1), fallback: fallback.map(r1) };
+  return out;
+}
+
+/** The server's cost per held early join, in a child with --expose-gc. */
+function heldJoinCost(n = 960) {
+  const child = fork(new URL('./lib/held-joins.mjs', import.meta.url), [String(n)], { execArgv: ['--expose-gc'], stdio: 'inherit' });
+  return new Promise((resolve, reject) => {
+    child.once('message', resolve);
+    child.once('exit', (code) => code !== 0 && reject(new Error(`held-joins exited with ${code}`)));
+  });
+}
+
+export async function handshakeBench({ runs = 15 } = {}) {
+  const out = { paths: [] };
+  for (const ms of ONE_WAY_MS) out.paths.push(await onePath(ms, runs));
+  // the 20 ms figures at the top level, as before
+  const p20 = out.paths[0];
+  Object.assign(out, {
+    pathRttMs: p20.pathRttMs,
+    plainTlsConnectMs: p20.plainTlsConnectMs,
+    firstSubflowUsableMs: p20.firstSubflowUsableMs,
+    secondSubflowJoinedMs: p20.secondSubflowJoinedMs,
+    firstSubflowInRtts: p20.firstSubflowInRtts,
+    joinedInRtts: p20.joinedInRtts,
+  });
+  out.heldJoin = await heldJoinCost();
   // medians of 3 runs each
   const hm = [hmacCost(), hmacCost(), hmacCost()];
   out.hmac = { ...hm[0], microsecondsPerJoin: median(hm.map((h) => h.microsecondsPerJoin)), runs: hm.map((h) => h.microsecondsPerJoin) };

@@ -95,11 +95,13 @@ export const MIB_NAMES = [
 export type MibName = (typeof MIB_NAMES)[number];
 export type MibCounters = Record<MibName, number>;
 
+const ZERO = Object.freeze(Object.fromEntries(MIB_NAMES.map((n) => [n, 0])) as MibCounters);
+
 /** A set of counters; increments also go to `parent` (a connection counts into its endpoint). */
 export class Mib {
   readonly values: MibCounters;
   constructor(private readonly parent?: Mib) {
-    this.values = Object.fromEntries(MIB_NAMES.map((n) => [n, 0])) as MibCounters;
+    this.values = { ...ZERO };
   }
   inc(name: MibName, by = 1): void {
     this.values[name] += by;

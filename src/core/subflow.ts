@@ -10,7 +10,6 @@ export type SubflowState =
   | 'join-syn-sent' // client: MP_JOIN SYN sent
   | 'join-held' // server: MP_JOIN SYN held, unanswered, until the connection's keys are installed
   | 'join-syn-received' // server: MP_JOIN SYN/ACK sent
-  | 'join-ack-sent' // client: MP_JOIN ACK sent, waiting for the server's first DSS
   | 'established'
   | 'closed';
 

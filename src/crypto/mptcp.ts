@@ -201,8 +201,9 @@ export type IdsnSender = 'initiator' | 'responder';
  */
 export function idsnExternal(sender: IdsnSender): bigint {
   if (sender !== 'initiator' && sender !== 'responder') throw new RangeError(`sender must be 'initiator' or 'responder', got ${String(sender)}`);
-  return readU64(sha256(concat(IDSN_LABEL, Uint8Array.of(sender === 'initiator' ? 1 : 2))), 24);
+  return (IDSN_EXTERNAL[sender] ??= readU64(sha256(concat(IDSN_LABEL, Uint8Array.of(sender === 'initiator' ? 1 : 2))), 24));
 }
+const IDSN_EXTERNAL: Partial<Record<IdsnSender, bigint>> = {};
 
 /**
  * The end of a data stream, authenticated (mptls; no MPTCP stack does this):

@@ -324,10 +324,6 @@ export class Connection {
       this.resetSubflow(sf, TcpRstReason.MPTCP_SPECIFIC, 'error', now);
       return;
     }
-    if (sf.state === 'join-ack-sent' && dss) {
-      // The server's first DSS after our MP_JOIN ACK: the join is complete.
-      join.joinEstablished(this, sf);
-    }
     if (!sf.established) {
       if (dss || seg.payload?.length) {
         this.mib.inc('ProtocolError');
@@ -508,7 +504,7 @@ export class Connection {
     this.subflowDown(sf, why, now);
   }
   /** @internal */ subflowDown(sf: Subflow, reason: SubflowDownReason, now: number): void {
-    const wasPendingJoin = !sf.initial && (sf.state === 'join-syn-sent' || sf.state === 'join-held' || sf.state === 'join-syn-received' || sf.state === 'join-ack-sent');
+    const wasPendingJoin = !sf.initial && (sf.state === 'join-syn-sent' || sf.state === 'join-held' || sf.state === 'join-syn-received');
     if (wasPendingJoin) {
       this.pendingJoins = Math.max(0, this.pendingJoins - 1);
       if (this.role === 'server') this.host.releaseJoin(this, sf.id);

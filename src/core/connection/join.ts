@@ -101,7 +101,7 @@ export function handleJoin(c: Connection, sf: Subflow, o: MpJoinOption, now: num
     }
     sf.sampleRtt(now - sf.handshakeStarted);
     joinEstablished(c, sf);
-    sf.ackPending = true; // the "fourth ACK": tells the client the join is complete
+    sf.ackPending = true; // our first DSS on it: the data ACK and window (RFC 8684's "fourth ACK")
     return true;
   }
   c.mib.inc('ProtocolError');
@@ -120,10 +120,15 @@ function answerSynAck(c: Connection, sf: Subflow, o: Extract<MpJoinOption, { sta
   }
   sf.backupPeer = o.backup;
   const hmac = joinAckHmac(c.keys.local!, c.keys.remote!, sf.localRandom, o.senderRandom);
-  sf.state = 'join-ack-sent';
   // An early join's SYN/ACK waited at the server for its keys: no RTT sample from it.
   if (!sf.early) sf.sampleRtt(now - sf.handshakeStarted);
   c.queue(sf, [{ subtype: 'MP_JOIN', stage: 'ack', hmac }]);
+  // The ACK is a frame on an established TCP connection, delivered reliably
+  // and in order (RFC 8684's fourth ACK exists because a TCP third ACK is
+  // not): the subflow is ours from here, data may follow the ACK at once
+  // (PROTOCOL.md §4). Should the server refuse the HMAC, its MP_TCPRST
+  // closes the subflow and what it carried is sent again elsewhere.
+  joinEstablished(c, sf);
   return true;
 }
 

@@ -128,12 +128,12 @@ function openUserspace({ host, port, mptcp: mp }: ClientOpenOptions, monitor: In
   let fixed: string[] | undefined;
   if (auto) {
     if (serverIp) {
-      first = monitor.snapshot();
+      first = monitor.current();
       fixed = selectAddresses(first, { family: familyOf(serverIp) as 4 | 6, linkLocal: isLinkLocal(serverIp), loopbackPeer: isLoopback(serverIp) });
     }
   } else if (mp.localAddresses) {
     fixed = [...mp.localAddresses];
-    first = monitor.snapshot();
+    first = monitor.current();
   }
   const bindFirst = fixed?.[0];
   const timers = mp.resumeTimeoutMs !== undefined ? { resumeTimeoutMs: mp.resumeTimeoutMs } : undefined;
@@ -161,7 +161,7 @@ function openUserspace({ host, port, mptcp: mp }: ClientOpenOptions, monitor: In
       const local = firstSocket.localAddress;
       if (!remote) return;
       const sel: AddressSelection = { family: familyOf(remote) === 6 ? 6 : 4, linkLocal: isLinkLocal(remote), loopbackPeer: isLoopback(remote) };
-      const present = selectAddresses(monitor.snapshot(), sel);
+      const present = selectAddresses(monitor.current(), sel);
       const own = local ? plainAddress(local) : undefined;
       followAddresses(driver, stream, sel, present, undefined, monitor);
       // The ones there already (but the first subflow's): joined once keys are confirmed.
