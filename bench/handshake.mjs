@@ -35,30 +35,43 @@ async function timeToConnect(kind, port) {
   return { usable, joined, mode };
 }
 
-/** Medians over `runs` alternating runs on one relay of `oneWayMs` each way. */
+/** A child process (bench/lib/handshake-peer.mjs) and its first message. */
+function peer(args) {
+  const child = fork(new URL('./lib/handshake-peer.mjs', import.meta.url), args, { stdio: 'inherit' });
+  return new Promise((resolve, reject) => {
+    child.once('message', (m) => resolve({ child, m }));
+    child.once('exit', (code) => reject(new Error(`handshake peer ${args[0]} exited with ${code}`)));
+  });
+}
+
+/**
+ * Medians over `runs` alternating runs on relays of `oneWayMs` each way. The
+ * clients run here, the servers in one child process and the relays in
+ * another: three processes, as three hosts would not share a CPU.
+ */
 export async function onePath(oneWayMs, runs) {
-  const server = createServer({ key: fixtures.key, cert: fixtures.cert }, (s) => { s.on('error', () => {}); s.resume(); });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  const plain = tls.createServer({ key: fixtures.key, cert: fixtures.cert }, (s) => { s.on('error', () => {}); s.resume(); });
-  await new Promise((r) => plain.listen(0, '127.0.0.1', r));
-  const relay = await delayRelay(server.address().port, oneWayMs);
-  const plainRelay = await delayRelay(plain.address().port, oneWayMs);
+  const servers = await peer(['servers']);
+  const relays = await peer(['relay', String(oneWayMs), String(servers.m.mptls), String(servers.m.plain)]);
+  const [relayPort, plainRelayPort] = relays.m.relays;
   const rtt = 2 * oneWayMs;
   const tlsT = [], usable = [], joined = [], fallback = [];
   let fallbackModes = new Set();
-  for (let i = 0; i < runs; i++) {
-    tlsT.push((await timeToConnect('tls', relay.port)).usable);
-    const m = await timeToConnect('mptls', relay.port);
-    usable.push(m.usable);
-    joined.push(m.joined);
-    const f = await timeToConnect('fallback', plainRelay.port);
-    fallback.push(f.usable);
-    fallbackModes.add(f.mode);
+  try {
+    for (let i = 0; i < runs; i++) {
+      tlsT.push((await timeToConnect('tls', relayPort)).usable);
+      const m = await timeToConnect('mptls', relayPort);
+      usable.push(m.usable);
+      joined.push(m.joined);
+      const f = await timeToConnect('fallback', plainRelayPort);
+      fallback.push(f.usable);
+      fallbackModes.add(f.mode);
+    }
+  } finally {
+    for (const p of [relays, servers]) {
+      p.child.removeAllListeners('exit');
+      p.child.kill();
+    }
   }
-  relay.close();
-  plainRelay.close();
-  server.close();
-  plain.close();
   const r1 = (x) => +x.toFixed(2);
   const out = {
     pathRttMs: rtt,
@@ -109,7 +122,12 @@ export async function handshakeBench({ runs = 15 } = {}) {
   out.coreJoinsPerSecond = median(cj);
   out.coreJoinsRuns = cj;
   const js = [];
-  for (let i = 0; i < 3; i++) js.push(await joinsPerSecond());
+  const plainPs = [];
+  for (let i = 0; i < 3; i++) {
+    js.push(await joinsPerSecond());
+    plainPs.push(await plainTlsPerSecond());
+  }
+  out.plainTlsPerSecond = { perSecond: median(plainPs), runs: plainPs };
   out.joinsPerSecond = { ...js[0], joinsPerSecond: median(js.map((j) => j.joinsPerSecond)), joins: js.reduce((a, j) => a + j.joins, 0), refused: js.reduce((a, j) => a + j.refused, 0), runs: js.map((j) => j.joinsPerSecond) };
   return out;
 }
@@ -130,7 +148,7 @@ function hmacCost(n = 20000) {
 }
 
 /** Joins/s: a child process keeps CONC connections joining; each connection = 1 join. */
-async function joinsPerSecond(seconds = 4, conc = 64) {
+export async function joinsPerSecond(seconds = 4, conc = 64) {
   const server = createServer({ key: fixtures.key, cert: fixtures.cert }, (s) => {
     s.on('error', () => {});
     s.on('subflow', (i) => { if (i.id === 1) s.end(); });
@@ -145,6 +163,23 @@ async function joinsPerSecond(seconds = 4, conc = 64) {
   const dt = (performance.now() - t0) / 1000;
   server.close();
   return { joinsPerSecond: joins / dt, joins, seconds: dt, concurrency: conc, clientCompleted: result.completed, refused: server.mptcp.counters().MPJoinRejected };
+}
+
+/** The baseline of joinsPerSecond: plain node:tls connections per second, same client, the server ends each at once. */
+export async function plainTlsPerSecond(seconds = 4, conc = 64) {
+  const server = tls.createServer({ key: fixtures.key, cert: fixtures.cert }, (s) => {
+    s.on('error', () => {});
+    s.end();
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  let n = 0;
+  server.on('secureConnection', () => n++);
+  const child = fork(new URL('./lib/join-client.mjs', import.meta.url), [String(server.address().port), String(seconds), String(conc), 'tls'], { stdio: 'inherit' });
+  const t0 = performance.now();
+  await new Promise((r) => child.once('message', r));
+  const dt = (performance.now() - t0) / 1000;
+  server.close();
+  return n / dt;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

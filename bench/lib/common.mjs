@@ -38,6 +38,11 @@ export function rssKiB(pid = process.pid) {
 export async function delayRelay(targetPort, oneWayMs, host = '127.0.0.1') {
   const server = net.createServer((a) => {
     const b = net.connect({ host, port: targetPort });
+    // A path delays bytes; it does not coalesce them: no Nagle on the relay's
+    // own sockets (with it, a small chunk behind an unacknowledged one waits
+    // for the peer's delayed ACK, up to 40 ms, which no router would add).
+    a.setNoDelay(true);
+    b.setNoDelay(true);
     for (const [from, to] of [[a, b], [b, a]]) {
       from.on('data', (d) => setTimeout(() => to.write(d), oneWayMs));
       from.on('end', () => setTimeout(() => to.end(), oneWayMs));

@@ -60,7 +60,13 @@ export function adopt(socket: tls.TLSSocket, connection: TransportConnection, on
  */
 export function bindKeys(socket: tls.TLSSocket, connection: TransportConnection, info: TransportInfo, options: { allowWeakTls12?: boolean }): MptlsTlsError | undefined {
   const context = connection.keys.context();
-  if (!context) return undefined;
+  if (!context) {
+    if (connection.keys.incomplete?.()) {
+      connection.keys.count('MPCapableIncomplete');
+      throw new MptlsTlsError('ERR_MPTLS_HANDSHAKE_FAILED', 'the TLS handshake finished before the MP_CAPABLE exchange (no SYN/ACK or third ACK): no context for the keys');
+    }
+    return undefined;
+  }
   const { tokenA, tokenB } = context;
   if (connection.keys.use === 'fingerprint') {
     try {

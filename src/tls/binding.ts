@@ -23,7 +23,7 @@ import type tls from 'node:tls';
 export class MptlsTlsError extends Error {
   override readonly name = 'MptlsTlsError';
   constructor(
-    readonly code: 'ERR_MPTLS_TLS_BINDING' | 'ERR_MPTLS_RENEGOTIATION',
+    readonly code: 'ERR_MPTLS_TLS_BINDING' | 'ERR_MPTLS_RENEGOTIATION' | 'ERR_MPTLS_HANDSHAKE_FAILED',
     message: string,
   ) {
     super(message);

@@ -37,7 +37,7 @@ export interface ExporterContext {
 }
 
 /** What the API may count in a connection's MIB. */
-export type BindingCounter = Extract<MibName, 'TlsBindingRefused' | 'TlsRenegotiationRefused' | 'HandshakeTimeout'>;
+export type BindingCounter = Extract<MibName, 'TlsBindingRefused' | 'TlsRenegotiationRefused' | 'HandshakeTimeout' | 'MPCapableIncomplete'>;
 
 /**
  * How a connection takes keys from its TLS session. `use: 'install'`: the
@@ -54,6 +54,12 @@ export interface KeyBinding {
    * TCP, carries RFC 8684 keys in clear, or is not established).
    */
   context(): ExporterContext | undefined;
+  /**
+   * True when keys are due but their context is not known: the TLS
+   * handshake finished before the MP_CAPABLE exchange did (a peer that
+   * skipped its SYN/ACK or third ACK). The API then ends the connection.
+   */
+  incomplete?(): boolean;
   /** `use: 'install'`: keyA (the initiator's) and keyB, 8 bytes each. */
   install(keyA: Uint8Array, keyB: Uint8Array): void;
   /** Counts a refusal of the API's into the connection's MIB (a no-op where there is none). */

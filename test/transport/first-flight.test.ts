@@ -161,6 +161,62 @@ describe('first flight over TCP (wire version 3)', () => {
   });
 });
 
+describe('a client that never sends its MP_CAPABLE ACK', () => {
+  it('the server closes the connection when its TLS handshake finishes without tokenA: no keys, counted, the server carries on', async () => {
+    const { encodeFrameHead, preamble } = await import('../../src/transport/userspace/frame.js');
+    const { idsnExternal } = await import('../../src/crypto/index.js');
+    const { Duplex } = await import('node:stream');
+    let secured = 0;
+    const clientErrors: string[] = [];
+    const server = mptlsServer({}, () => secured++);
+    server.on('tlsClientError', (e: Error & { code?: string }) => clientErrors.push(e.code ?? e.message));
+    const port = await listen(server);
+    cleanup.push(() => close(server, 500));
+    // TLS over hand-made frames: preamble + SYN, then DSS frames; the SYN/ACK is read and never answered.
+    const sock = net.connect({ host: '127.0.0.1', port });
+    cleanup.push(() => void sock.destroy());
+    sock.on('error', () => {});
+    let dsn = idsnExternal('initiator') + 1n;
+    let ssn = 1;
+    const parser = new FrameParser();
+    const pipe = new Duplex({
+      read() {},
+      write(chunk: Buffer, _e, cb) {
+        const head = encodeFrameHead({
+          options: [{ subtype: 'DSS', dataAck: idsnExternal('responder') + 1n, dataAckIs64: true, dsn, dsnIs64: true, ssn, dataLevelLength: chunk.length, dataFin: false }],
+          window: 1 << 20,
+          ack: 1,
+          payload: chunk,
+        });
+        dsn += BigInt(chunk.length);
+        ssn += chunk.length;
+        sock.write(Buffer.concat([head, chunk]));
+        cb();
+      },
+    });
+    sock.on('data', (d: Buffer) => {
+      try {
+        for (const it of parser.push(d)) if (it.kind === 'segment' && it.segment.payload?.length) pipe.push(Buffer.from(it.segment.payload));
+      } catch {
+        sock.destroy();
+      }
+    });
+    sock.on('close', () => pipe.push(null));
+    sock.write(Buffer.concat([preamble(1), encodeFrameHead({ options: [{ subtype: 'MP_CAPABLE', version: 1, flags: 0x03 }] })]));
+    const t = tls.connect({ socket: pipe as unknown as net.Socket, servername: 'localhost', ca: fixtures.ca });
+    t.on('error', () => {});
+    await until(() => server.mptcp.counters().MPCapableIncomplete === 1, 5000, 'the refusal');
+    await until(() => sock.destroyed || sock.readableEnded, 5000, 'the close');
+    expect(secured).toBe(0); // the application never saw it
+    expect(server.mptcp.counters().KeysInstalled).toBe(0);
+    expect(clientErrors).toEqual(['ERR_MPTLS_HANDSHAKE_FAILED']);
+    // and the server still serves others
+    const c = await mptlsConnect(port);
+    cleanup.push(() => void c.destroy());
+    expect(c.mptcp.mode).toBe('userspace');
+  });
+});
+
 /** A real TLS 1.3 ClientHello, captured from node:tls writing into a dummy socket. */
 async function clientHelloBytes(): Promise<Buffer> {
   const { Duplex } = await import('node:stream');

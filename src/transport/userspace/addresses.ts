@@ -12,6 +12,7 @@
  */
 import net from 'node:net';
 import os from 'node:os';
+import { performance } from 'node:perf_hooks';
 
 /** A snapshot of the host's interfaces, shaped like `os.networkInterfaces()`. */
 export type Interfaces = NodeJS.Dict<os.NetworkInterfaceInfo[]>;
@@ -26,15 +27,19 @@ export class InterfaceMonitor {
   private readonly listeners = new Set<(ifaces: Interfaces) => void>();
   private timer: NodeJS.Timeout | undefined;
   private last: Interfaces | undefined;
+  private lastAt = -Infinity;
 
+  /** `reuseMs`: how old a snapshot `current()` may hand out when the timer does not run (0: always read). */
   constructor(
     private readonly source: InterfaceSource = () => os.networkInterfaces(),
     readonly intervalMs = ADDRESS_POLL_MS,
+    readonly reuseMs = 0,
   ) {}
 
   /** The interfaces now (read from the source). */
   snapshot(): Interfaces {
     try {
+      this.lastAt = performance.now();
       this.last = this.source();
     } catch {
       // a failed read (e.g. EMFILE) changes nothing: keep the last snapshot
@@ -44,13 +49,14 @@ export class InterfaceMonitor {
   }
 
   /**
-   * The host's interfaces as of now, cheaply: the last polled snapshot while
-   * the poll timer runs (at most `intervalMs` old; a change shows at the next
-   * poll anyway), else a fresh read. A new connection's setup uses this: one
+   * The host's interfaces as of now, cheaply: the last snapshot while the
+   * poll timer runs (at most `intervalMs` old; a change shows at the next
+   * poll anyway) or when it is younger than `reuseMs`, else a fresh read. A new connection's setup uses this: one
    * `os.networkInterfaces()` costs ~0.2 ms on its critical path.
    */
   current(): Interfaces {
-    return this.timer && this.last ? this.last : this.snapshot();
+    if (this.last && (this.timer || performance.now() - this.lastAt < this.reuseMs)) return this.last;
+    return this.snapshot();
   }
 
   /** Reads the source once and tells every subscriber (the timer calls it; tests may too). */
@@ -84,7 +90,7 @@ export class InterfaceMonitor {
 let shared: InterfaceMonitor | undefined;
 /** The process-wide monitor of `os.networkInterfaces()`. */
 export function hostInterfaces(): InterfaceMonitor {
-  shared ??= new InterfaceMonitor();
+  shared ??= new InterfaceMonitor(undefined, ADDRESS_POLL_MS, ADDRESS_POLL_MS);
   return shared;
 }
 

@@ -38,6 +38,9 @@ interface SubflowSocket {
   probedAt: number;
 }
 
+/** Bytes a subflow socket writes before its kernel state (TCP_INFO) is read. */
+const PROBE_AFTER_BYTES = 64 * 1024;
+
 /** A monotonic clock in ms. */
 export const now = (): number => performance.now();
 
@@ -75,6 +78,9 @@ export class MultipathDriver extends EventEmitter {
     const sf: SubflowSocket = { id, socket, parser, open: parser.sawPreamble, ended: false, corked: false, gotBytes: false, kernelUnsent: 0, probedAt: -Infinity };
     this.subflows.set(id, sf);
     socket.setNoDelay(true);
+    // Corked: the preamble leaves with the first frames the pump below writes (one segment, not two).
+    sf.corked = true;
+    socket.cork();
     socket.write(preamble(this.role));
     socket.on('data', (chunk: Buffer) => this.onData(sf, chunk));
     socket.on('end', () => {
@@ -200,7 +206,10 @@ export class MultipathDriver extends EventEmitter {
     const t = now();
     for (const sf of this.subflows.values()) {
       // At most one TCP_INFO read per subflow per half millisecond.
-      if (probe && t - sf.probedAt >= 0.5 && !sf.socket.connecting && !sf.socket.destroyed) {
+      // Not before the subflow has carried a socket buffer's worth: until then the
+      // kernel holds nothing worth counting and the core's own RTT suffices (and a
+      // handshake is spared the getsockopt calls).
+      if (probe && t - sf.probedAt >= 0.5 && sf.socket.bytesWritten >= PROBE_AFTER_BYTES && !sf.socket.connecting && !sf.socket.destroyed) {
         sf.probedAt = t;
         const k = probe(sf.socket);
         if (k) {

@@ -8,7 +8,7 @@ import type { MibCounters } from '../../core/mib.js';
 import { MIB_NAMES } from '../../core/mib.js';
 import type { MptcpMode, MptcpPathState, MptcpSubflow } from '../socket-info.js';
 import type { KeyBinding, OpenedConnection, TransportInfo } from '../types.js';
-import { MptcpClosedError, type MultipathStream } from './stream.js';
+import type { MultipathStream } from './stream.js';
 import { now, type MultipathDriver } from './driver.js';
 
 export function zeroCounters(): MibCounters {
@@ -113,17 +113,10 @@ export function userspaceKeyBinding(driver: MultipathDriver, usable: () => boole
   return {
     use: 'install',
     context: () => {
-      if (!usable() || conn.state !== 'established' || conn.mode !== 'external') return undefined;
-      if (!conn.tokensExchanged) {
-        // TLS finished before the MP_CAPABLE exchange did (the peer skipped
-        // its SYN/ACK or third ACK): there is no context for the keys.
-        conn.mib.inc('MPCapableIncomplete');
-        conn.abort(now());
-        driver.pump();
-        throw new MptcpClosedError('handshake-failed');
-      }
+      if (!usable() || conn.state !== 'established' || conn.mode !== 'external' || !conn.tokensExchanged) return undefined;
       return conn.role === 'client' ? { tokenA: conn.localToken, tokenB: conn.remoteToken } : { tokenA: conn.remoteToken, tokenB: conn.localToken };
     },
+    incomplete: () => usable() && conn.state === 'established' && conn.mode === 'external' && !conn.tokensExchanged,
     install: (keyA, keyB) => {
       conn.installKeys(keyA, keyB, now());
       driver.pump();
