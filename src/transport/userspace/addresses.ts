@@ -145,15 +145,34 @@ function familyNumber(f: os.NetworkInterfaceInfo['family'] | number): 4 | 6 {
 /** Does the CIDR `cidr` (e.g. '127.0.0.1/8') hold `address`? */
 function inPrefix(cidr: string | null, address: string, family: 4 | 6): boolean {
   if (!cidr) return false;
-  const [base, len] = cidr.split('/');
-  if (!base || len === undefined) return false;
-  const list = new net.BlockList();
+  const list = prefixList(cidr, family);
+  if (!list) return false;
   try {
-    list.addSubnet(plainAddress(base), Number(len), family === 6 ? 'ipv6' : 'ipv4');
     return list.check(plainAddress(address), family === 6 ? 'ipv6' : 'ipv4');
   } catch {
     return false;
   }
+}
+
+/** One BlockList per interface prefix, made once (a new one per check cost ~0.1 ms of every connect). */
+const prefixLists = new Map<string, net.BlockList | null>();
+function prefixList(cidr: string, family: 4 | 6): net.BlockList | null {
+  const key = `${family}|${cidr}`;
+  let list = prefixLists.get(key);
+  if (list !== undefined) return list;
+  const [base, len] = cidr.split('/');
+  list = null;
+  if (base && len !== undefined) {
+    try {
+      list = new net.BlockList();
+      list.addSubnet(plainAddress(base), Number(len), family === 6 ? 'ipv6' : 'ipv4');
+    } catch {
+      list = null;
+    }
+  }
+  if (prefixLists.size >= 1024) prefixLists.clear(); // interfaces come and go; keep it bounded
+  prefixLists.set(key, list);
+  return list;
 }
 
 /** The addresses of `ifaces` that `sel` selects, in interface order, each once. */
