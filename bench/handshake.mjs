@@ -7,7 +7,9 @@
 //  - new connections + join per second one server sustains (clients in a child process);
 //  - the server's cost per held early join (bench/lib/held-joins.mjs);
 //  - HMAC cost per join (both sides' HMACs, computed and verified).
+import net from 'node:net';
 import tls from 'node:tls';
+import { Duplex } from 'node:stream';
 import { fork } from 'node:child_process';
 import { createServer, connect, joinSynAckHmac, joinAckHmac, timingSafeEqual } from '../dist/index.js';
 import { fixtures, median, delayRelay } from './lib/common.mjs';
@@ -15,10 +17,23 @@ import { coreJoinsPerSecond } from './lib/core-joins.mjs';
 
 const ONE_WAY_MS = [10, 50];
 
+/** A pass-through JS Duplex over a TCP socket: node:tls over it is what any JS-stream transport pays. */
+function jsDuplex(sock) {
+  const d = new Duplex({ read() { sock.resume(); }, write(c, _e, cb) { sock.write(c, cb); }, final(cb) { sock.end(); cb(); }, destroy(e, cb) { sock.destroy(); cb(e); } });
+  sock.setNoDelay(true);
+  sock.on('data', (b) => { if (!d.push(b)) sock.pause(); });
+  sock.on('end', () => d.push(null));
+  sock.on('error', (e) => d.destroy(e));
+  return d;
+}
+
 async function timeToConnect(kind, port) {
   const t0 = performance.now();
   const opts = { host: '127.0.0.1', port, ca: fixtures.ca, servername: 'localhost' };
-  const s = kind === 'tls' ? tls.connect(opts) : connect({ ...opts, mptcp: { localAddresses: ['127.0.0.1', '127.0.0.2'] } });
+  const s =
+    kind === 'tls' ? tls.connect(opts)
+    : kind === 'jsduplex' ? tls.connect({ ...opts, socket: jsDuplex(net.connect({ host: '127.0.0.1', port })) })
+    : connect({ ...opts, mptcp: { localAddresses: ['127.0.0.1', '127.0.0.2'] } });
   await new Promise((r, j) => { s.once('secureConnect', r); s.once('error', j); });
   const usable = performance.now() - t0;
   let joined;
@@ -54,11 +69,12 @@ export async function onePath(oneWayMs, runs) {
   const relays = await peer(['relay', String(oneWayMs), String(servers.m.mptls), String(servers.m.plain)]);
   const [relayPort, plainRelayPort] = relays.m.relays;
   const rtt = 2 * oneWayMs;
-  const tlsT = [], usable = [], joined = [], fallback = [];
+  const tlsT = [], usable = [], joined = [], fallback = [], jsd = [];
   let fallbackModes = new Set();
   try {
     for (let i = 0; i < runs; i++) {
       tlsT.push((await timeToConnect('tls', relayPort)).usable);
+      jsd.push((await timeToConnect('jsduplex', plainRelayPort)).usable);
       const m = await timeToConnect('mptls', relayPort);
       usable.push(m.usable);
       joined.push(m.joined);
@@ -80,6 +96,7 @@ export async function onePath(oneWayMs, runs) {
     firstSubflowUsableMs: r1(median(usable)),
     secondSubflowJoinedMs: r1(median(joined)),
     fallbackUsableMs: r1(median(fallback)),
+    tlsOverJsDuplexMs: r1(median(jsd)),
     fallbackMode: [...fallbackModes].join(','),
   };
   out.plainTlsInRtts = r1(out.plainTlsConnectMs / rtt);
@@ -88,7 +105,7 @@ export async function onePath(oneWayMs, runs) {
   out.joinedInRtts = r1(out.secondSubflowJoinedMs / rtt);
   out.fallbackOverPlainRtts = r1((out.fallbackUsableMs - out.plainTlsConnectMs) / rtt);
   out.targets = { usableWithinQuarterRtt: out.firstSubflowOverPlainRtts <= 0.25, joinedWithin3_5Rtt: out.joinedInRtts <= 3.5 };
-  out.samples = { plainTls: tlsT.map(r1), usable: usable.map(r1), joined: joined.map(r1), fallback: fallback.map(r1) };
+  out.samples = { plainTls: tlsT.map(r1), usable: usable.map(r1), joined: joined.map(r1), fallback: fallback.map(r1), tlsOverJsDuplex: jsd.map(r1) };
   return out;
 }
 

@@ -208,9 +208,13 @@ export class Acceptor {
       this.stats.multipath++;
       const driver = new MultipathDriver(r.connection, this.driverOptions);
       this.drivers.set(r.connection, driver);
-      driver.attach(r.subflow, socket, parser, rest);
+      driver.attach(r.subflow, socket, parser, rest, false);
       socket.resume();
+      // The TLS socket first, then one pump: it reads the client's first
+      // flight (the ClientHello) at once, and the SYN/ACK leaves with the
+      // ServerHello behind it (PROTOCOL.md §5.3).
       this.events.connection(driver);
+      driver.pump();
     } else {
       this.stats.joins++;
       const driver = this.drivers.get(r.connection);

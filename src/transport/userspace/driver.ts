@@ -74,7 +74,7 @@ export class MultipathDriver extends EventEmitter {
    * from a listener that already read the peer's first bytes; `items` are
    * parsed items the listener has not handed to the core yet.
    */
-  attach(id: number, socket: net.Socket, parser = new FrameParser(), items: ParsedItem[] = []): void {
+  attach(id: number, socket: net.Socket, parser = new FrameParser(), items: ParsedItem[] = [], pumpNow = true): void {
     const sf: SubflowSocket = { id, socket, parser, open: parser.sawPreamble, ended: false, corked: false, gotBytes: false, kernelUnsent: 0, probedAt: -Infinity };
     this.subflows.set(id, sf);
     socket.setNoDelay(true);
@@ -108,7 +108,10 @@ export class MultipathDriver extends EventEmitter {
     });
     socket.on('drain', () => this.pump());
     for (const it of items) this.handleItem(sf, it);
-    this.pump();
+    // `pumpNow: false`: the caller pumps once it has put the application on
+    // top (a new server connection: its TLS socket reads the ClientHello in
+    // that same pump, and SYN/ACK and ServerHello leave in one write).
+    if (pumpNow) this.pump();
   }
 
   private isInitialClientSubflow(sf: SubflowSocket): boolean {
