@@ -16,6 +16,8 @@ import { fixtures, median, delayRelay } from './lib/common.mjs';
 import { coreJoinsPerSecond } from './lib/core-joins.mjs';
 
 const ONE_WAY_MS = [10, 50];
+/** Connections of each kind made and discarded before measuring, per path. */
+const WARMUP_RUNS = 10;
 
 /** A pass-through JS Duplex over a TCP socket: node:tls over it is what any JS-stream transport pays. */
 function jsDuplex(sock) {
@@ -72,6 +74,15 @@ export async function onePath(oneWayMs, runs) {
   const tlsT = [], usable = [], joined = [], fallback = [], jsd = [];
   let fallbackModes = new Set();
   try {
+    // Warm-up, discarded: the first connections of a process run cold (JIT,
+    // lazy module state) on every side; a server that has served a few
+    // dozen is what users meet.
+    for (let i = 0; i < WARMUP_RUNS; i++) {
+      await timeToConnect('tls', relayPort);
+      await timeToConnect('jsduplex', plainRelayPort);
+      await timeToConnect('mptls', relayPort);
+      await timeToConnect('fallback', plainRelayPort);
+    }
     for (let i = 0; i < runs; i++) {
       tlsT.push((await timeToConnect('tls', relayPort)).usable);
       jsd.push((await timeToConnect('jsduplex', plainRelayPort)).usable);
@@ -92,6 +103,7 @@ export async function onePath(oneWayMs, runs) {
   const out = {
     pathRttMs: rtt,
     runs,
+    warmupRuns: WARMUP_RUNS,
     plainTlsConnectMs: r1(median(tlsT)),
     firstSubflowUsableMs: r1(median(usable)),
     secondSubflowJoinedMs: r1(median(joined)),
