@@ -24,7 +24,7 @@ if (only.includes('netns')) {
 if (only.includes('handshake')) {
   log('4. handshakes');
   const { handshakeBench } = await import('./handshake.mjs');
-  results.scenarios.handshake = await handshakeBench({ runs: quick ? 5 : 21 });
+  results.scenarios.handshake = await handshakeBench({ runs: quick ? 5 : 41 });
 }
 if (only.includes('memory')) {
   log('5. memory per idle connection');
