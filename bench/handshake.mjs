@@ -36,15 +36,30 @@ async function timeToConnect(kind, port) {
     kind === 'tls' ? tls.connect(opts)
     : kind === 'jsduplex' ? tls.connect({ ...opts, socket: jsDuplex(net.connect({ host: '127.0.0.1', port })) })
     : connect({ ...opts, mptcp: { localAddresses: ['127.0.0.1', '127.0.0.2'] } });
-  await new Promise((r, j) => { s.once('secureConnect', r); s.once('error', j); });
+  // Never a hang: a handshake or join that does not finish within 10 s fails the run.
+  const within = (what, p) => {
+    let timer;
+    return Promise.race([p, new Promise((_, j) => (timer = setTimeout(() => j(new Error(`${kind}: no ${what} within 10 s`)), 10_000)))]).finally(() => clearTimeout(timer));
+  };
+  try {
+    await within('secureConnect', new Promise((r, j) => { s.once('secureConnect', r); s.once('error', j); }));
+  } catch (e) {
+    s.destroy();
+    throw e;
+  }
   const usable = performance.now() - t0;
   let joined;
   if (kind === 'mptls') {
-    await new Promise((r) => {
-      const check = () => s.mptcp.subflows().filter((x) => x.state === 'established').length >= 2;
-      if (check()) return r();
-      s.on('subflow', () => check() && r());
-    });
+    try {
+      await within('second subflow', new Promise((r) => {
+        const check = () => s.mptcp.subflows().filter((x) => x.state === 'established').length >= 2;
+        if (check()) return r();
+        s.on('subflow', () => check() && r());
+      }));
+    } catch (e) {
+      s.destroy();
+      throw e;
+    }
     joined = performance.now() - t0;
   }
   const mode = s.mptcp?.mode;

@@ -18,6 +18,9 @@ async function one() {
       // connection once it has verified that ACK (its own 'subflow'): both ends are done then.
       s.on('subflow', (i) => { if (i.id === 1) joined = true; });
       s.on('end', () => { if (joined) completed++; s.destroy(); resolve(); });
+      // never a hang: a connection that neither ends nor fails within 10 s is dropped
+      const timer = setTimeout(() => { s.destroy(); resolve(); }, 10_000);
+      s.once('close', () => clearTimeout(timer));
       s.on('error', () => resolve());
       s.on('close', () => resolve());
       s.resume();
