@@ -150,9 +150,18 @@ function openUserspace({ host, port, mptcp: mp }: ClientOpenOptions, monitor: In
   }, now());
   const driver = new MultipathDriver(conn, { defaultPort: port, probe: tcpProbe() });
   const firstSocket = net.connect({ host, port, localAddress: bindFirst });
-  driver.attach(0, firstSocket);
+  // No pump yet: the MP_CAPABLE SYN leaves with the ClientHello, in the pump
+  // TLS's first write makes (the microtask is the safety net).
+  driver.attach(0, firstSocket, undefined, [], false);
+  queueMicrotask(() => driver.pump());
   const fallbackAllowed = mp.fallback ?? true;
   const stream = new MultipathStream(driver, fallbackAllowed ? { host, port, localAddress: bindFirst } : undefined);
+  // Following the host's addresses starts on the next turn, after the first
+  // flight is written: nothing in it is needed before the joins (at the SYN/ACK).
+  const later = (fn: () => void) =>
+    setImmediate(() => {
+      if (conn.state !== 'closed' && stream.mode === 'userspace' && !stream.destroyed) fn();
+    });
   if (auto && !serverIp) {
     // A host name: the family is the one it resolved to; the first subflow's own address is in use already.
     firstSocket.once('connect', () => {
@@ -169,9 +178,9 @@ function openUserspace({ host, port, mptcp: mp }: ClientOpenOptions, monitor: In
       driver.pump();
     });
   } else if (auto && serverIp) {
-    followAddresses(driver, stream, { family: familyOf(serverIp) as 4 | 6, linkLocal: isLinkLocal(serverIp), loopbackPeer: isLoopback(serverIp) }, fixed ?? [], undefined, monitor);
+    later(() => followAddresses(driver, stream, { family: familyOf(serverIp) as 4 | 6, linkLocal: isLinkLocal(serverIp), loopbackPeer: isLoopback(serverIp) }, fixed ?? [], undefined, monitor));
   } else if (fixed && fixed.length > 0) {
-    followAddresses(driver, stream, { family: familyOf(fixed[0]!) === 6 ? 6 : 4, only: fixed }, fixed, first, monitor);
+    later(() => followAddresses(driver, stream, { family: familyOf(fixed[0]!) === 6 ? 6 : 4, only: fixed }, fixed, first, monitor));
   }
   const info = new UserspaceInfo(driver);
   const keys = userspaceKeyBinding(driver, () => info.mode === 'userspace');
