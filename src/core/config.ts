@@ -80,4 +80,6 @@ export const BOUNDS = {
    * went down, up to this many (256 ids × 4 per connection at most).
    */
   maxEchoesPerId: 4,
+  /** Times our NEW_KEY is sent again because the subflow that carried it went down. */
+  maxNewKeyResends: 3,
 } as const;

@@ -184,6 +184,34 @@ describe('NEW_KEY', () => {
   });
 });
 
+describe('NEW_KEY lost with its subflow', () => {
+  it('the client sends it again on the join when the subflow that carried it goes down; the server confirms', () => {
+    const { client, conn, server } = firstFlight();
+    for (const t of drain(conn)) client.handleSegment(0, t.segment, 20);
+    const out = drain(client, 20);
+    const joinSyn = out.find((t) => t.subflow === 1)!;
+    for (const t of out.filter((x) => x.subflow === 0)) conn.handleSegment(0, t.segment, 30);
+    const j = server.handleNewSubflow(joinSyn.segment, { remoteAddress: '198.18.1.1', localAddress: '198.18.0.2' }, 30);
+    if (j.kind !== 'join') throw new Error(j.kind);
+    conn.installKeys(KEY_A, KEY_B, 31);
+    const s = drain(conn, 31);
+    client.installKeys(KEY_A, KEY_B, 32);
+    const lost = drain(client, 32).filter((t) => t.subflow === 0); // the client's NEW_KEY: never delivered
+    expect(lost.flatMap(subtypes)).toContain('NEW_KEY');
+    for (const t of s) client.handleSegment(t.subflow === 0 ? 0 : 1, t.segment, 40); // server NEW_KEY + join SYN/ACK
+    expect(client.areKeysConfirmed).toBe(true);
+    for (const t of drain(client, 41).filter((x) => x.subflow === 1)) conn.handleSegment(j.subflow, t.segment, 50); // MP_JOIN ACK
+    drain(conn, 50);
+    expect(conn.areKeysConfirmed).toBe(false);
+    client.handleSubflowClosed(0, 'reset', 60);
+    const again = drain(client, 60).filter((t) => t.subflow === 1);
+    expect(again.flatMap(subtypes)).toContain('NEW_KEY');
+    for (const t of again) conn.handleSegment(j.subflow, t.segment, 70);
+    expect(conn.areKeysConfirmed).toBe(true);
+    expect(client.counters().NewKeyTx).toBe(2);
+  });
+});
+
 describe('early joins (held until the keys)', () => {
   const joinSyn = (token: number, r: number): Segment => ({ options: [{ subtype: 'MP_JOIN', stage: 'syn', backup: false, addressId: 1, receiverToken: token, senderRandom: r }] });
   const rst = (t: Transmit | undefined): MptcpOption | undefined => t?.segment.options.find((o) => o.subtype === 'MP_TCPRST');

@@ -12,6 +12,7 @@ import * as recv from './recv.js';
 import { Timer } from './timers.js';
 import type { Connection } from './index.js';
 import { INITIAL_PEER_WINDOW } from './constants.js';
+import { BOUNDS } from '../config.js';
 
 /** State owned by handshake.ts. */
 export class KeyState {
@@ -40,6 +41,10 @@ export class KeyState {
   installed = false;
   confirmed = false;
   peerNewKey: NewKeyOption | undefined;
+  /** The subflow our NEW_KEY went out on, and how often it was sent again. */
+  newKeySentOn: number | undefined;
+  newKeyResends = 0;
+  newKeyPending = false;
   idsnLocal = 0n;
   idsnRemote = 0n;
 }
@@ -139,12 +144,7 @@ export function installKeys(c: Connection, keyA: Uint8Array, keyB: Uint8Array, n
   c.keys.installed = true;
   c.mib.inc('KeysInstalled');
   c.events.push({ type: 'keys-installed' });
-  const sf = c.anyEstablished();
-  if (sf) {
-    const hmac = newKeyHmac(c.localToken, c.remoteToken, externalKey(c));
-    c.queue(sf, [recv.dssAck(c), { subtype: 'NEW_KEY', keyId: 0, hmac }], true);
-    c.mib.inc('NewKeyTx');
-  }
+  sendNewKey(c);
   if (c.keys.peerNewKey) {
     const nk = c.keys.peerNewKey;
     c.keys.peerNewKey = undefined;
@@ -152,6 +152,31 @@ export function installKeys(c: Connection, keyA: Uint8Array, keyB: Uint8Array, n
   }
   if (c.recv.heldFins.length > 0 && c.state === 'established') recv.checkHeldFins(c);
   if (c.role === 'server' && c.state === 'established') join.releaseHeldJoins(c, now);
+}
+
+/**
+ * Our NEW_KEY (K=0) on an established subflow. Sent once; again (at most
+ * BOUNDS.maxNewKeyResends times) when the subflow that carried it goes down
+ * while others remain: TCP may have lost it with that subflow, and a
+ * duplicate costs the peer nothing (it ignores NEW_KEY once confirmed).
+ */
+export function sendNewKey(c: Connection): void {
+  const sf = c.anyEstablished();
+  if (!sf) return;
+  c.keys.newKeyPending = false;
+  const hmac = newKeyHmac(c.localToken, c.remoteToken, externalKey(c));
+  c.queue(sf, [recv.dssAck(c), { subtype: 'NEW_KEY', keyId: 0, hmac }], true);
+  c.keys.newKeySentOn = sf.id;
+  c.mib.inc('NewKeyTx');
+}
+
+/** The subflow that carried our NEW_KEY went down: send it again elsewhere (see sendNewKey). */
+export function onNewKeyCarrierDown(c: Connection, subflow: number): void {
+  if (c.keys.newKeySentOn !== subflow || c.keys.newKeyResends >= BOUNDS.maxNewKeyResends) return;
+  c.keys.newKeySentOn = undefined;
+  c.keys.newKeyResends++;
+  if (c.anyEstablished()) sendNewKey(c);
+  else c.keys.newKeyPending = true; // the next subflow up carries it (a resume)
 }
 
 /** keyA‖keyB, the external key NEW_KEY's HMAC covers. */

@@ -527,6 +527,7 @@ export class Connection {
     // announcements it carried that were never echoed.
     this.recv.windowUpdatePending = true;
     for (const [id, a] of this.paths.unechoed) if (a.sentOn === sf.id) pm.sendAddAddr(this, id);
+    if (this.mode === 'external' && this.keys.installed) handshake.onNewKeyCarrierDown(this, sf.id);
     let alive = 0;
     for (const s of this.subflows.values()) if (s.open) alive++;
     if (alive > 0) return;

@@ -9,6 +9,7 @@ import type { Subflow } from '../subflow.js';
 import * as resume from './resume.js';
 import type { ConnectionTimers, PathInfo, SubflowDownReason } from '../types.js';
 import * as pm from './pm.js';
+import * as handshake from './handshake.js';
 import type { Connection, JoinResult } from './index.js';
 
 
@@ -152,6 +153,7 @@ export function joinEstablished(c: Connection, sf: Subflow): void {
   if (c.role === 'server') c.host.releaseJoin(c, sf.id);
   else c.paths.rejoinAttempts.delete(`${sf.localAddressId}|${sf.remoteAddressId}`);
   pm.sendPendingRemovals(c);
+  if (c.keys.newKeyPending) handshake.sendNewKey(c);
   resume.onJoinEstablished(c);
   c.events.push({ type: 'subflow-up', subflow: sf.id });
 }
