@@ -17,7 +17,9 @@ import { coreJoinsPerSecond } from './lib/core-joins.mjs';
 
 const ONE_WAY_MS = [10, 50];
 /** Connections of each kind made and discarded before measuring, per path. */
-const WARMUP_RUNS = 10;
+const WARMUP_RUNS = 200;
+/** Of those, the first ones, reported as the cold cost. */
+const COLD_RUNS = 10;
 
 /** A pass-through JS Duplex over a TCP socket: node:tls over it is what any JS-stream transport pays. */
 function jsDuplex(sock) {
@@ -86,17 +88,23 @@ export async function onePath(oneWayMs, runs) {
   const relays = await peer(['relay', String(oneWayMs), String(servers.m.mptls), String(servers.m.plain)]);
   const [relayPort, plainRelayPort] = relays.m.relays;
   const rtt = 2 * oneWayMs;
-  const tlsT = [], usable = [], joined = [], fallback = [], jsd = [];
+  const tlsT = [], usable = [], joined = [], fallback = [], jsd = [], coldPlain = [], coldMptls = [];
   let fallbackModes = new Set();
   try {
-    // Warm-up, discarded: the first connections of a process run cold (JIT,
-    // lazy module state) on every side; a server that has served a few
-    // dozen is what users meet.
+    // Warm-up, discarded: the first connections of a process run cold (JIT
+    // tiers, lazy module state) on every side, mptls's JS more than node:tls's
+    // C++; a server that has served a few hundred connections is what users
+    // meet. Straight to the servers (no relay: the JIT state is per process).
     for (let i = 0; i < WARMUP_RUNS; i++) {
-      await timeToConnect('tls', relayPort);
-      await timeToConnect('jsduplex', plainRelayPort);
-      await timeToConnect('mptls', relayPort);
-      await timeToConnect('fallback', plainRelayPort);
+      const p = await timeToConnect('tls', servers.m.mptls);
+      await timeToConnect('jsduplex', servers.m.plain);
+      const m = await timeToConnect('mptls', servers.m.mptls);
+      await timeToConnect('fallback', servers.m.plain);
+      // what a fresh process pays: its first connections, loopback, no delay
+      if (i < COLD_RUNS) {
+        coldPlain.push(p.usable);
+        coldMptls.push(m.usable);
+      }
     }
     for (let i = 0; i < runs; i++) {
       tlsT.push((await timeToConnect('tls', relayPort)).usable);
@@ -124,6 +132,7 @@ export async function onePath(oneWayMs, runs) {
     secondSubflowJoinedMs: r1(median(joined)),
     fallbackUsableMs: r1(median(fallback)),
     tlsOverJsDuplexMs: r1(median(jsd)),
+    coldLoopback: { runs: COLD_RUNS, plainTlsMs: r1(median(coldPlain)), mptlsUsableMs: r1(median(coldMptls)) },
     fallbackMode: [...fallbackModes].join(','),
   };
   out.plainTlsInRtts = r1(out.plainTlsConnectMs / rtt);

@@ -62,11 +62,13 @@ export function writeResultsMd() {
     const { run, data, file } = L.handshake;
     out.push('## 4. Handshakes', '', header(run, file));
     if (data.paths) {
-      out.push('Paths of known RTT: a userspace relay delaying each direction (netem is absent on this kernel); the TCP connect to the relay is instant, so plain TLS 1.3 costs one RTT. Each row: medians of the runs shown, after 10 discarded warm-up connections of each kind (cold JIT on every side); plain node:tls, node:tls over a JS Duplex, mptls and mptls against a plain TLS server (fallback) alternating; client, servers and relays in three processes. Client on 127.0.0.1 + 127.0.0.2.', '');
+      out.push(`Paths of known RTT: a userspace relay delaying each direction (netem is absent on this kernel); the TCP connect to the relay is instant, so plain TLS 1.3 costs one RTT. Each row: medians of the runs shown, after ${data.paths[0].warmupRuns ?? 10} discarded warm-up connections of each kind straight to the servers (cold JIT on every side); plain node:tls, node:tls over a JS Duplex, mptls and mptls against a plain TLS server (fallback) alternating; client, servers and relays in three processes. Client on 127.0.0.1 + 127.0.0.2.`, '');
       out.push('| path RTT | runs | plain node:tls → secureConnect (baseline) | node:tls over a JS Duplex (client side only) | mptls first subflow usable | over plain | target ≤ +0.25 RTT | second subflow established | target ≤ 3.5 RTT | fallback to a plain TLS server | over plain |', '|---|---|---|---|---|---|---|---|---|---|---|');
       for (const p of data.paths) {
         out.push(`| ${p.pathRttMs} ms | ${p.runs} | ${f1(p.plainTlsConnectMs)} ms = ${f2(p.plainTlsInRtts)} RTT | ${f1(p.tlsOverJsDuplexMs)} ms | ${f1(p.firstSubflowUsableMs)} ms = ${f2(p.firstSubflowInRtts)} RTT | +${f2(p.firstSubflowOverPlainRtts)} RTT | ${met(p.targets?.usableWithinQuarterRtt)} | ${f1(p.secondSubflowJoinedMs)} ms = ${f2(p.joinedInRtts)} RTT | ${met(p.targets?.joinedWithin3_5Rtt)} | ${f1(p.fallbackUsableMs)} ms | +${f2(p.fallbackOverPlainRtts)} RTT |`);
       }
+      const c = data.paths[0].coldLoopback;
+      if (c) out.push('', `Cold, for comparison: the first ${c.runs} connections of fresh processes, loopback without delay: plain node:tls ${f1(c.plainTlsMs)} ms, mptls ${f1(c.mptlsUsableMs)} ms to a usable first subflow (JIT not yet warm; node:tls's handshake is C++).`);
       out.push('');
     } else {
       out.push(`Path of known RTT: ${data.pathRttMs} ms (a userspace relay delaying each direction by ${data.pathRttMs / 2} ms; netem is absent on this kernel).`, '');
