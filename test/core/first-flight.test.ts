@@ -263,6 +263,23 @@ describe('early joins (held until the keys)', () => {
     expect(server.pendingJoinCount).toBe(0);
   });
 
+  it("a held join's RTT sample starts at the server's SYN/ACK, not at the hold", () => {
+    const { client, conn, server } = firstFlight();
+    for (const t of drain(conn)) client.handleSegment(0, t.segment, 20);
+    const out = drain(client, 20);
+    const joinSynTx = out.find((t) => t.subflow === 1)!;
+    for (const t of out.filter((x) => x.subflow === 0)) conn.handleSegment(0, t.segment, 30);
+    const j = server.handleNewSubflow(joinSynTx.segment, { remoteAddress: '198.18.1.1', localAddress: '198.18.0.2' }, 30);
+    if (j.kind !== 'join') throw new Error(j.kind);
+    conn.installKeys(KEY_A, KEY_B, 1_000); // held for ~1 s
+    const s = drain(conn, 1_000);
+    client.installKeys(KEY_A, KEY_B, 1_005);
+    for (const t of s) client.handleSegment(t.subflow === 0 ? 0 : 1, t.segment, 1_005);
+    for (const t of drain(client, 1_005).filter((x) => x.subflow === 1)) conn.handleSegment(j.subflow, t.segment, 1_010);
+    expect(conn.subflowInfo().find((x) => x.id === j.subflow)).toMatchObject({ state: 'established' });
+    expect(conn.subflowInfo().find((x) => x.id === j.subflow)!.rttMs).toBeLessThan(20);
+  });
+
   it('an early join to an unknown token is refused (MP_TCPRST, no T, MPJoinNoTokenFound)', () => {
     const { server } = firstFlight();
     const r = server.handleNewSubflow(joinSyn(0x12345678, 1), PATH, 5);

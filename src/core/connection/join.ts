@@ -241,6 +241,7 @@ export function acceptJoin(c: Connection, o: Extract<MpJoinOption, { stage: 'syn
 /** Server: answer a join's SYN (keys installed): R_B, HMAC-B, and a few RTTs to get its ACK. */
 function answerJoin(c: Connection, sf: Subflow, now: number): void {
   sf.state = 'join-syn-received';
+  sf.handshakeStarted = now; // the RTT sample at its ACK starts at our SYN/ACK, not at a hold before it
   sf.localRandom = c.randomU32();
   // A legitimate joiner answers our SYN/ACK within one RTT: wait a few.
   sf.handshakeDeadline = now + joinAckTimeout(c);
