@@ -191,6 +191,14 @@ export class Endpoint {
   lookup(token: number): Connection | undefined {
     return this.tokens.get(token);
   }
+  /**
+   * The live connections (the token table), oldest first: read-only, for
+   * diagnostics and metrics. Do not open or close connections while
+   * iterating.
+   */
+  connections(): IterableIterator<Connection> {
+    return this.tokens.values();
+  }
 
   /** Client: a new connection; its initial subflow (id 0) has the MP_CAPABLE SYN queued. */
   connect(options: ClientConnectOptions, now: number): Connection {

@@ -100,11 +100,21 @@ const ZERO = Object.freeze(Object.fromEntries(MIB_NAMES.map((n) => [n, 0])) as M
 /** A set of counters; increments also go to `parent` (a connection counts into its endpoint). */
 export class Mib {
   readonly values: MibCounters;
+  /**
+   * Observer, set from outside the core (the transport's NODE_DEBUG=mptls
+   * trace): called after each increment of this Mib, with the counter's
+   * name and the amount. Unset (the default) it costs one property check.
+   * It runs inside the core's own handlers: it must not throw nor change
+   * the connection (reading it is fine). It sees counter names only, never
+   * key material.
+   */
+  onIncrement: ((name: MibName, by: number) => void) | undefined;
   constructor(private readonly parent?: Mib) {
     this.values = { ...ZERO };
   }
   inc(name: MibName, by = 1): void {
     this.values[name] += by;
+    if (this.onIncrement) this.onIncrement(name, by);
     if (this.parent) this.parent.inc(name, by);
   }
   /** A copy, safe to hand out. Never contains key material: counters only. */

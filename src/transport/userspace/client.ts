@@ -11,6 +11,7 @@ import type { ClientOpenOptions, ClientTransport, OpenedConnection } from '../ty
 import { MultipathDriver, now } from './driver.js';
 import { UserspaceInfo, userspaceConnection, userspaceKeyBinding } from './info.js';
 import { MultipathStream } from './stream.js';
+import { traceDriver } from './trace.js';
 import { TRANSPORT_MSS } from '../../core/config.js';
 import type { ConnectionEvent } from '../../core/types.js';
 import {
@@ -156,6 +157,7 @@ function openUserspace({ host, port, mptcp: mp }: ClientOpenOptions, monitor: In
   queueMicrotask(() => driver.pump());
   const fallbackAllowed = mp.fallback ?? true;
   const stream = new MultipathStream(driver, fallbackAllowed ? { host, port, localAddress: bindFirst } : undefined);
+  traceDriver(driver, { stream }); // NODE_DEBUG=mptls
   // Following the host's addresses starts on the next turn, after the first
   // flight is written: nothing in it is needed before the joins (at the SYN/ACK).
   const later = (fn: () => void) =>

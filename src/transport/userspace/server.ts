@@ -14,6 +14,7 @@ import { reportPaths, tcpProbe } from './client.js';
 import type { MultipathDriver } from './driver.js';
 import { FallbackInfo, UserspaceInfo, userspaceConnection, userspaceKeyBinding } from './info.js';
 import { MultipathStream } from './stream.js';
+import { traceDriver, traceRefused } from './trace.js';
 import { TRANSPORT_MSS } from '../../core/config.js';
 import { AddressTracker, familyOf, hostInterfaces, isLinkLocal, isLoopback, plainAddress, watchAddresses, type InterfaceMonitor } from './addresses.js';
 
@@ -131,12 +132,13 @@ export function userspaceServer(options: TransportServerOptions = {}, extras: Us
         {
           plain: (socket) => handlers.plain(socket),
           connection: (driver) => {
+            traceDriver(driver); // NODE_DEBUG=mptls
             live++;
             driver.once('closed', () => live--);
             if (mp.announce === 'auto') announceHostAddresses(driver, monitor);
             handlers.connection(serverConnection(driver));
           },
-          refused: () => {},
+          refused: (reason, socket) => traceRefused(reason, socket), // NODE_DEBUG=mptls
         },
         { preambleTimeoutMs: mp.preambleTimeoutMs, driver: { probe: tcpProbe() } },
       );
