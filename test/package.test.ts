@@ -49,6 +49,7 @@ describe('the package', () => {
     }
     expect(typeof (m.https as Record<string, unknown>).createServer).toBe('function');
     expect(typeof (m.https as Record<string, unknown>).get).toBe('function');
+    expect(typeof (m.undici as Record<string, unknown>).connector).toBe('function');
     for (const name of ['MptlsTlsError', 'PinMismatchError', 'MptcpClosedError', 'NoMultipathError', 'KernelMptcpUnavailableError', 'HaproxyConfigError', 'MptcpWireError', 'FrameError']) {
       const E = m[name] as { prototype: object } | undefined;
       expect(typeof E, name).toBe('function');

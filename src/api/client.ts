@@ -6,6 +6,7 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
+import { Duplex } from 'node:stream';
 import { MptlsTlsError } from '../tls/binding.js';
 import { checkServerPin } from '../tls/pin.js';
 import { kernelClient, userspaceClient, type ClientTransport, type TransportClientOptions } from '../transport/index.js';
@@ -75,6 +76,11 @@ export function connect(...args: unknown[]): MptlsSocket {
   if (options.pin) tlsOptions.checkServerIdentity = checkServerPin(options.pin);
   if (tlsOptions.servername === undefined && !net.isIP(host)) tlsOptions.servername = host;
 
+  if ((options as { signal?: AbortSignal }).signal?.aborted) {
+    // node:tls's own answer (one AbortError, one 'close'), without opening any subflow.
+    const idle = new Duplex({ read() {}, write(_chunk, _enc, cb) { cb(); } });
+    return tls.connect({ ...tlsOptions, host, port, socket: idle }) as MptlsSocket;
+  }
   const allowHalfOpen = (options as { allowHalfOpen?: boolean }).allowHalfOpen ?? false;
   const c = transport.open({ host, port, allowHalfOpen, mptcp: mp });
   const socket = c.wrap(allowHalfOpen, () => tls.connect({ ...tlsOptions, host, port, socket: c.socket })) as MptlsSocket;
@@ -92,6 +98,8 @@ export function connect(...args: unknown[]): MptlsSocket {
       socket.destroy(err as Error);
     }
   });
+  // tls.connect ignores `timeout` when it is given the socket: set it as it would.
+  if (options.timeout) socket.setTimeout(options.timeout);
   if (cb) socket.once('secureConnect', () => !socket.destroyed && cb());
   return socket;
 }

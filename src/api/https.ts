@@ -8,7 +8,7 @@ import nodeHttps from 'node:https';
 import type http from 'node:http';
 import type tls from 'node:tls';
 import { connect, type ConnectOptions, type MptcpClientOptions, type MptlsSocket } from './client.js';
-import { enableMultipath, type ServerMptcpInfo, type ServerOptions } from './server.js';
+import { enableMultipath, type MptlsServer, type ServerOptions } from './server.js';
 
 export interface AgentOptions extends nodeHttps.AgentOptions {
   mptcp?: MptcpClientOptions;
@@ -38,11 +38,27 @@ export class Agent extends nodeHttps.Agent {
 
 export const globalAgent = new Agent({ keepAlive: true });
 
-export function createServer(options: ServerOptions, handler?: http.RequestListener): nodeHttps.Server & { mptcp: ServerMptcpInfo } {
+/** A request whose socket is an mptls socket (`req.socket.mptcp`). */
+export type IncomingMessage = http.IncomingMessage & { socket: MptlsSocket };
+export type RequestListener = (req: IncomingMessage, res: http.ServerResponse) => void;
+
+/** The listener overloads an mptls HTTPS server adds (before node's, so untyped handlers find them). */
+export interface HttpsServerEvents<Self> {
+  on(event: 'request', listener: RequestListener): Self;
+  once(event: 'request', listener: RequestListener): Self;
+  prependListener(event: 'request', listener: RequestListener): Self;
+  addListener(event: 'request', listener: RequestListener): Self;
+}
+
+/** What `https.createServer` returns. */
+export type Server = HttpsServerEvents<Server> & MptlsServer<nodeHttps.Server>;
+
+/** Like `https.createServer`, plus `options.mptcp`; `req.socket` is an `MptlsSocket`. */
+export function createServer(options: ServerOptions, handler?: RequestListener): Server {
   const tlsOptions = { ...options };
   delete tlsOptions.mptcp;
-  const server = nodeHttps.createServer(tlsOptions, handler);
-  return enableMultipath(server, options);
+  const server = nodeHttps.createServer(tlsOptions, handler as http.RequestListener | undefined);
+  return enableMultipath(server, options) as Server;
 }
 
 type Cb = (res: http.IncomingMessage) => void;
@@ -53,6 +69,7 @@ function withAgent(options: RequestOptions): RequestOptions {
 }
 
 /** Like `https.request`, plus `options.mptcp` and `options.pin`. */
+export function request(url: string | URL, cb?: Cb): http.ClientRequest;
 export function request(url: string | URL, options?: RequestOptions, cb?: Cb): http.ClientRequest;
 export function request(options: RequestOptions, cb?: Cb): http.ClientRequest;
 export function request(a: string | URL | RequestOptions, b?: RequestOptions | Cb, c?: Cb): http.ClientRequest {
@@ -65,10 +82,11 @@ export function request(a: string | URL | RequestOptions, b?: RequestOptions | C
 }
 
 /** Like `https.get`. */
+export function get(url: string | URL, cb?: Cb): http.ClientRequest;
 export function get(url: string | URL, options?: RequestOptions, cb?: Cb): http.ClientRequest;
 export function get(options: RequestOptions, cb?: Cb): http.ClientRequest;
 export function get(a: string | URL | RequestOptions, b?: RequestOptions | Cb, c?: Cb): http.ClientRequest {
-  const req = request(a as string, b as RequestOptions, c);
+  const req = (request as (a: string | URL | RequestOptions, b?: RequestOptions | Cb, c?: Cb) => http.ClientRequest)(a, b, c);
   req.end();
   return req;
 }

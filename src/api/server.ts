@@ -23,8 +23,11 @@ import {
 import { checkAddressList, checkResumeTimeout, coded } from './errors.js';
 import { adopt, bindKeys, type MptlsSocket } from './session.js';
 import { SERVER_DEFAULTS } from '../core/config.js';
+import { countConnections, type ConnectionCounting } from './connections.js';
+import { withMetrics, type ServerMptcpApi } from './metrics.js';
 
 export type { ServerMptcpInfo } from '../transport/index.js';
+export { metricsContentType, type MetricsOptions, type ServerMptcpApi } from './metrics.js';
 
 export interface MptcpServerOptions extends TransportServerOptions {
   /** Linux kernel MPTCP listener too (kernel bridge). */
@@ -54,10 +57,32 @@ export interface ServerOptions extends tls.TlsOptions {
 type TlsConnectionListener = (this: tls.Server, socket: net.Socket) => void;
 
 /**
+ * The listener overloads an mptls server adds: its sockets are mptls
+ * sockets (`.mptcp`), in 'secureConnection' and in the `createServer`
+ * listener. Put before the node type in `MptlsServer`, so an untyped
+ * `s => s.mptcp` finds them first.
+ */
+export interface MptlsServerEvents<Self> {
+  on(event: 'secureConnection', listener: (socket: MptlsSocket) => void): Self;
+  once(event: 'secureConnection', listener: (socket: MptlsSocket) => void): Self;
+  prependListener(event: 'secureConnection', listener: (socket: MptlsSocket) => void): Self;
+  addListener(event: 'secureConnection', listener: (socket: MptlsSocket) => void): Self;
+  on(event: 'tlsClientError', listener: (err: Error, socket: MptlsSocket) => void): Self;
+  once(event: 'tlsClientError', listener: (err: Error, socket: MptlsSocket) => void): Self;
+  /** Once per connection: a plain client's TCP socket, or a multipath connection's stream. */
+  on(event: 'connection', listener: (socket: net.Socket) => void): Self;
+  /** A new connection refused by `maxConnections`, as node:net reports it. */
+  on(event: 'drop', listener: (data?: net.DropArgument) => void): Self;
+}
+
+/** What mptls's `createServer` returns: a `tls.Server` (or `S`) with `.mptcp`, whose sockets are `MptlsSocket`s. */
+export type MptlsServer<S extends tls.Server = tls.Server> = MptlsServerEvents<MptlsServer<S>> & S & { mptcp: ServerMptcpApi };
+
+/**
  * Turns a freshly made tls.Server (or https.Server) into an mptls server.
  * @internal used by createServer and https.createServer
  */
-export function enableMultipath<S extends tls.Server>(server: S, options: ServerOptions): S & { mptcp: ServerMptcpInfo } {
+export function enableMultipath<S extends tls.Server>(server: S, options: ServerOptions): MptlsServer<S> {
   const mp = options.mptcp ?? {};
   checkResumeTimeout(mp.resumeTimeoutMs);
   checkAddressList('announce', mp.announce);
@@ -66,11 +91,26 @@ export function enableMultipath<S extends tls.Server>(server: S, options: Server
   server.removeListener('connection', tlsListener);
   const userspace = userspaceServer(mp);
   const kernel = mp.kernel ? kernelServer : undefined;
+  let counting: ConnectionCounting | undefined;
   const handlers: ServerHandlers = {
-    plain: (socket) => tlsListener.call(server, socket),
-    connection: (c) => serveMultipath(server, options, c),
+    plain: (socket) => {
+      tlsListener.call(server, socket);
+      counting?.plain(socket);
+    },
+    connection: (c) => {
+      counting?.opened(c.socket);
+      serveMultipath(server, options, c);
+    },
   };
+  const before = new Set(server.listeners('connection'));
   const info = userspace.listen(server, handlers);
+  // The transport's acceptor takes node's raw sockets; the application's
+  // 'connection' listeners get one event per connection (connections.ts).
+  const accept = server.listeners('connection').find((l) => !before.has(l)) as ((socket: net.Socket) => void) | undefined;
+  if (accept) {
+    server.removeListener('connection', accept);
+    counting = countConnections(server, info.acceptor, (socket) => accept.call(server, socket));
+  }
   // node:tls only reports a failed or timed-out handshake ('tlsClientError',
   // e.g. ERR_TLS_HANDSHAKE_TIMEOUT) and leaves the socket open: a client that
   // sends one byte and stalls would hold a descriptor for ever. After the
@@ -94,7 +134,7 @@ export function enableMultipath<S extends tls.Server>(server: S, options: Server
       // fingerprints only here: never a throw out of this handler
     }
   });
-  return Object.assign(server, { mptcp: info });
+  return Object.assign(server, { mptcp: withMetrics(info) }) as unknown as MptlsServer<S>;
 }
 
 interface TlsSocketInternals {
@@ -107,7 +147,13 @@ interface TlsSocketInternals {
 function serveMultipath(server: tls.Server, options: ServerOptions, c: OpenedConnection): void {
   const shared = (server as unknown as { _sharedCreds?: tls.SecureContext })._sharedCreds;
   const secureContext = shared ?? tls.createSecureContext(options);
-  const srv = server as unknown as { ALPNProtocols?: Buffer; requestCert?: boolean; rejectUnauthorized?: boolean };
+  const srv = server as unknown as {
+    ALPNProtocols?: Buffer;
+    ALPNCallback?: unknown;
+    requestCert?: boolean;
+    rejectUnauthorized?: boolean;
+    pauseOnConnect?: boolean;
+  };
   const requestCert = srv.requestCert ?? !!options.requestCert;
   const rejectUnauthorized = srv.rejectUnauthorized ?? options.rejectUnauthorized !== false;
   const halfOpen = !!(server as unknown as { allowHalfOpen?: boolean }).allowHalfOpen;
@@ -117,9 +163,14 @@ function serveMultipath(server: tls.Server, options: ServerOptions, c: OpenedCon
     secureContext,
     requestCert,
     rejectUnauthorized,
-    ALPNProtocols: options.ALPNProtocols,
+    // The server's own (converted) ALPN list: http2.createSecureServer sets
+    // 'h2' on a copy of the options, never on ours.
+    ALPNProtocols: srv.ALPNProtocols ?? options.ALPNProtocols,
+    ALPNCallback: srv.ALPNCallback,
     SNICallback: options.SNICallback,
+    pauseOnConnect: srv.pauseOnConnect,
   } as tls.TLSSocketOptions)) as MptlsSocket;
+  if (server.listenerCount('keylog') > 0) socket.on('keylog', (line: Buffer) => server.emit('keylog', line, socket));
   // The keys belong to the first handshake: no renegotiation on a multipath connection.
   const info = adopt(socket, c, () => socket.destroy());
   const internals = socket as unknown as TlsSocketInternals;
@@ -158,6 +209,8 @@ function serveMultipath(server: tls.Server, options: ServerOptions, c: OpenedCon
     }
     if (release) {
       socket.removeListener('error', quiet);
+      // As node:tls's onServerSocketSecure: http2 waits for a 'secureConnect' while this is true.
+      (socket as unknown as { secureConnecting: boolean }).secureConnecting = false;
       server.emit('secureConnection', socket); // the application's own exceptions are its own
     }
   });
@@ -189,7 +242,7 @@ function serveMultipath(server: tls.Server, options: ServerOptions, c: OpenedCon
 }
 
 /** Like `tls.createServer`, plus `options.mptcp`. */
-export function createServer(options: ServerOptions, listener?: (socket: MptlsSocket) => void): tls.Server & { mptcp: ServerMptcpInfo } {
+export function createServer(options: ServerOptions, listener?: (socket: MptlsSocket) => void): MptlsServer {
   const tlsOptions: tls.TlsOptions = { ...options };
   delete (tlsOptions as ServerOptions).mptcp;
   const server = tls.createServer(tlsOptions, listener as ((s: tls.TLSSocket) => void) | undefined);

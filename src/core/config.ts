@@ -13,8 +13,12 @@ export const DEFAULT_LIMITS: ConnectionLimits = {
   maxHeldJoins: 4,
   addAddrAccepted: 8,
   addAddrJoinFailures: 3,
-  sendBufferLimit: 4 * 1024 * 1024,
-  recvBufferLimit: 4 * 1024 * 1024,
+  // 2 MiB each way: a writer whose reader is paused holds about what a
+  // node:tls socket holds in its two kernel buffers (test/api/parity-options,
+  // §8), and still 2 MiB per RTT in flight (160 Mbit/s at 100 ms). Raise
+  // both with `limits` for paths with a larger bandwidth-delay product.
+  sendBufferLimit: 2 * 1024 * 1024,
+  recvBufferLimit: 2 * 1024 * 1024,
   sendQueueLimit: 64 * 1024,
   ackEveryBytes: 64 * 1024,
 };

@@ -34,7 +34,8 @@ export interface MptcpSocketInfo {
   /** 'parked' between 'paths-lost' and 'paths-restored' (userspace only). */
   readonly state: MptcpPathState;
   subflows(): MptcpSubflow[];
-  counters(): Partial<MibCounters>;
+  /** Every MIB counter by name (0 where this mode does not count it). */
+  counters(): MibCounters;
   /** This side's and the peer's token (G-bit mode), when known. */
   readonly tokens?: { local: number; remote: number };
   /** SHA-256 prefixes of keyA and keyB (never the keys), once installed. */

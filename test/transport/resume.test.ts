@@ -6,7 +6,7 @@
  * ERR_MPTLS_RESUME_TIMEOUT within the timeout.
  */
 import { describe, it, expect, afterEach } from 'vitest';
-import type net from 'node:net';
+import net from 'node:net';
 import { listen, close, sendBulk, receiveAll, mptlsServer, mptlsConnect, until, type Server } from '../support/servers.js';
 import type { MptlsSocket } from '../../src/api/index.js';
 import type { UserspaceInfo } from '../../src/transport/index.js';
@@ -114,14 +114,15 @@ describe('resume after every path is lost', () => {
     c.write(Buffer.alloc(64 * 1024));
     killAllSubflows(c);
     await until(() => seen.errors.length > 0, 5000, 'the error');
-    expect(seen.errors[0]!.code).toBe('ERR_MPTLS_NO_SUBFLOWS');
+    expect(seen.errors[0]!.code).toBe('ECONNRESET');
+    expect((seen.errors[0] as Error & { mptlsCode?: string }).mptlsCode).toBe('ERR_MPTLS_NO_SUBFLOWS');
     expect(seen.events).toEqual([]);
     expect(c.mptcp.state).toBe('active');
     await until(() => server.mptcp.connections === 0, 5000, 'the server side closed');
-    expect(serverErrors.every((e) => (e as Error & { code?: string }).code !== 'ERR_MPTLS_RESUME_TIMEOUT')).toBe(true);
+    expect(serverErrors.every((e) => (e as Error & { mptlsCode?: string }).mptlsCode !== 'ERR_MPTLS_RESUME_TIMEOUT')).toBe(true);
   });
 
-  it('a resume that cannot happen (the server is gone) ends with ERR_MPTLS_RESUME_TIMEOUT within resumeTimeoutMs', async () => {
+  it('a resume that cannot happen (every re-join answered by a port that never speaks mptls) ends with ETIMEDOUT (ERR_MPTLS_RESUME_TIMEOUT) within resumeTimeoutMs', async () => {
     const resumeTimeoutMs = 1500;
     const { server } = sinkServer({ mptcp: { resumeTimeoutMs } });
     const port = await listen(server);
@@ -132,19 +133,51 @@ describe('resume after every path is lost', () => {
     c.once('paths-lost', () => {
       lostAt = performance.now();
     });
-    // The server stops listening: every re-join is refused by TCP.
+    // The server stops listening; something else takes the port, accepts and says nothing.
+    server.close();
+    const muted = new Set<net.Socket>();
+    const mute = net.createServer((s) => {
+      muted.add(s);
+      s.on('error', () => {});
+    });
+    await new Promise<void>((r) => mute.listen(port, '127.0.0.1', r));
+    try {
+      killAllSubflows(c);
+      await until(() => seen.errors.length > 0, resumeTimeoutMs + 3000, 'the error');
+      const elapsed = performance.now() - lostAt;
+      expect(seen.events).toEqual(['paths-lost']);
+      expect(seen.states).toEqual(['parked']);
+      expect(seen.errors[0]!.code).toBe('ETIMEDOUT');
+      expect((seen.errors[0] as Error & { mptlsCode?: string }).mptlsCode).toBe('ERR_MPTLS_RESUME_TIMEOUT');
+      expect(lostAt).toBeGreaterThan(0);
+      expect(elapsed).toBeGreaterThanOrEqual(resumeTimeoutMs - 50);
+      expect(elapsed).toBeLessThan(resumeTimeoutMs + 1000);
+      const counters = c.mptcp.counters() as Record<string, number>;
+      expect(counters.ConnResumeTimeout).toBe(1);
+    } finally {
+      mute.close();
+      for (const s of muted) s.destroy();
+    }
+  });
+
+  it('a resume that cannot happen (the server stopped listening: every re-join refused by TCP) fails at once with ECONNRESET, not after resumeTimeoutMs', async () => {
+    const resumeTimeoutMs = 5000;
+    const { server } = sinkServer({ mptcp: { resumeTimeoutMs } });
+    const port = await listen(server);
+    const c = await mptlsConnect(port, { mptcp: { localAddresses: ['127.0.0.1', '127.0.0.2'], resumeTimeoutMs } });
+    const seen = watch(c);
+    await until(() => c.mptcp.subflows().filter((s) => s.state === 'established').length === 2 && c.mptcp.keysConfirmed, 5000, 'two subflows');
+    let lostAt = 0;
+    c.once('paths-lost', () => {
+      lostAt = performance.now();
+    });
     server.close();
     killAllSubflows(c);
-    await until(() => seen.errors.length > 0, resumeTimeoutMs + 3000, 'the error');
-    const elapsed = performance.now() - lostAt;
+    await until(() => seen.errors.length > 0, resumeTimeoutMs, 'the error');
+    expect(performance.now() - lostAt).toBeLessThan(1000);
     expect(seen.events).toEqual(['paths-lost']);
-    expect(seen.states).toEqual(['parked']);
-    expect(seen.errors[0]!.code).toBe('ERR_MPTLS_RESUME_TIMEOUT');
-    expect(lostAt).toBeGreaterThan(0);
-    expect(elapsed).toBeGreaterThanOrEqual(resumeTimeoutMs - 50);
-    expect(elapsed).toBeLessThan(resumeTimeoutMs + 1000);
-    const counters = c.mptcp.counters() as Record<string, number>;
-    expect(counters.ConnResumeTimeout).toBe(1);
+    expect(seen.errors[0]!.code).toBe('ECONNRESET');
+    expect((seen.errors[0] as Error & { mptlsCode?: string }).mptlsCode).toBe('ERR_MPTLS_NO_SUBFLOWS');
   });
 });
 

@@ -281,11 +281,18 @@ export class Connection {
     }
   }
 
-  /** The driver saw the subflow's TCP connection end (FIN), reset or fail. */
-  handleSubflowClosed(subflow: number, reason: 'fin' | 'reset' | 'error', now: number): void {
+  /**
+   * The driver saw the subflow's TCP connection end (FIN), reset or fail;
+   * 'connect-refused': its SYN was answered with a TCP RST (ECONNREFUSED).
+   * From the server's own address (the one the connection was opened to)
+   * that says nobody listens there any more, a join refusal like MP_TCPRST
+   * (a parked connection closes at once instead of waiting out its resume
+   * timeout); from an announced address it is a path that does not work.
+   */
+  handleSubflowClosed(subflow: number, reason: 'fin' | 'reset' | 'error' | 'connect-refused', now: number): void {
     const sf = this.subflows.get(subflow);
     if (!sf || !sf.open) return;
-    this.subflowDown(sf, reason, now);
+    this.subflowDown(sf, reason === 'connect-refused' ? (sf.remoteAddressId === 0 ? 'refused' : 'reset') : reason, now);
   }
 
   /** The driver's count of bytes it holds unsent for this subflow. */

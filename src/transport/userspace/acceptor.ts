@@ -32,6 +32,17 @@ export interface AcceptorEvents {
 }
 
 /**
+ * How the server that owns the port counts connections (src/api): set on
+ * `acceptor.hooks` by the API, absent for a bare acceptor.
+ */
+export interface AcceptorHooks {
+  /** May a new connection (a plain client, or an MP_CAPABLE) be served? false: it is dropped (node's `maxConnections`). */
+  admit?(socket: net.Socket, kind: 'plain' | 'multipath'): boolean;
+  /** This TCP connection became a subflow (the first of a connection, or a join): it is no connection of its own. */
+  subflow?(socket: net.Socket): void;
+}
+
+/**
  * A TCP connection still sending its preamble and first frame: the state the
  * acceptor keeps for it until it is settled (handed on, refused or dropped).
  */
@@ -54,7 +65,8 @@ export class Acceptor {
   private readonly maxPending: number;
   private readonly driverOptions: DriverOptions | undefined;
   /** Counters of the acceptor itself (the endpoint counts protocol events). */
-  readonly stats = { plain: 0, multipath: 0, joins: 0, refused: 0, preambleTimeouts: 0, badFirstFrame: 0, overload: 0, evicted: 0 };
+  readonly stats = { plain: 0, multipath: 0, joins: 0, refused: 0, preambleTimeouts: 0, badFirstFrame: 0, overload: 0, evicted: 0, dropped: 0 };
+  hooks: AcceptorHooks = {};
   /** Connections still sending their preamble, oldest first. */
   private readonly waiting = new Map<net.Socket, PendingSubflow>();
 
@@ -188,6 +200,11 @@ export class Acceptor {
   /** Not ours: a plain TLS (or other) client. Put the bytes back. */
   private handOnPlain(sub: PendingSubflow, chunk: Buffer): void {
     if (!this.settle(sub)) return;
+    if (this.hooks.admit && !this.hooks.admit(sub.socket, 'plain')) {
+      this.stats.dropped++;
+      sub.socket.destroy();
+      return;
+    }
     sub.socket.pause();
     sub.socket.unshift(chunk);
     this.stats.plain++;
@@ -196,6 +213,11 @@ export class Acceptor {
 
   /** The first segment decides, through the endpoint: a new connection, a join, or a refusal. */
   private route(socket: net.Socket, parser: FrameParser, first: Segment, rest: ParsedItem[]): void {
+    if (this.hooks.admit && Array.isArray(first.options) && first.options.some((o) => o.subtype === 'MP_CAPABLE') && !this.hooks.admit(socket, 'multipath')) {
+      this.stats.dropped++;
+      socket.destroy();
+      return;
+    }
     const r = this.endpoint.handleNewSubflow(first, {
       localAddress: socket.localAddress,
       localPort: socket.localPort,
@@ -208,6 +230,7 @@ export class Acceptor {
       this.stats.multipath++;
       const driver = new MultipathDriver(r.connection, this.driverOptions);
       this.drivers.set(r.connection, driver);
+      this.hooks.subflow?.(socket);
       driver.attach(r.subflow, socket, parser, rest, false);
       socket.resume();
       // The TLS socket first, then one pump: it reads the client's first
@@ -222,6 +245,7 @@ export class Acceptor {
         socket.destroy();
         return;
       }
+      this.hooks.subflow?.(socket);
       driver.attach(r.subflow, socket, parser, rest);
       socket.resume();
     }

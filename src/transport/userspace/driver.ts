@@ -38,6 +38,18 @@ interface SubflowSocket {
   probedAt: number;
 }
 
+/**
+ * What the application asked of its socket (`setNoDelay`, `setKeepAlive`,
+ * `ref`/`unref`): applied to every subflow, the ones there now and the ones
+ * that come later.
+ */
+export interface SubflowSettings {
+  noDelay: boolean;
+  keepAlive: boolean;
+  keepAliveDelayMs: number;
+  ref: boolean;
+}
+
 /** Bytes a subflow socket writes before its kernel state (TCP_INFO) is read. */
 const PROBE_AFTER_BYTES = 64 * 1024;
 
@@ -55,6 +67,8 @@ export class MultipathDriver extends EventEmitter {
   private readonly role: number;
   /** Frames that failed to parse or sockets that errored, for diagnostics. */
   readonly errors: string[] = [];
+  /** Applied to every subflow socket (`configure`). */
+  private readonly settings: SubflowSettings = { noDelay: true, keepAlive: false, keepAliveDelayMs: 0, ref: true };
 
   constructor(
     conn: Connection,
@@ -77,7 +91,7 @@ export class MultipathDriver extends EventEmitter {
   attach(id: number, socket: net.Socket, parser = new FrameParser(), items: ParsedItem[] = [], pumpNow = true): void {
     const sf: SubflowSocket = { id, socket, parser, open: parser.sawPreamble, ended: false, corked: false, gotBytes: false, kernelUnsent: 0, probedAt: -Infinity };
     this.subflows.set(id, sf);
-    socket.setNoDelay(true);
+    this.apply(socket);
     // Corked: the preamble leaves with the first frames the pump below writes (one segment, not two).
     sf.corked = true;
     socket.cork();
@@ -102,7 +116,8 @@ export class MultipathDriver extends EventEmitter {
         } else if (this.beforePreamble(sf, 'the server closed without the mptls preamble')) return;
       }
       this.subflows.delete(id);
-      if (!sf.ended) this.conn.handleSubflowClosed(id, 'reset', now());
+      const refused = !sf.gotBytes && (sf.error as NodeJS.ErrnoException | undefined)?.code === 'ECONNREFUSED';
+      if (!sf.ended) this.conn.handleSubflowClosed(id, refused ? 'connect-refused' : 'reset', now());
       sf.ended = true;
       this.pump();
     });
@@ -335,6 +350,34 @@ export class MultipathDriver extends EventEmitter {
       Math.max(0, Math.ceil(target - now())),
     );
     this.timer.unref();
+  }
+
+  /** Changes what every subflow socket gets (now and from now on): Nagle off or on, TCP keepalive, ref/unref. */
+  configure(change: Partial<SubflowSettings>): void {
+    Object.assign(this.settings, change);
+    for (const sf of this.subflows.values()) this.apply(sf.socket, change);
+  }
+
+  /** What every subflow gets now (`configure`). */
+  get subflowSettings(): Readonly<SubflowSettings> {
+    return this.settings;
+  }
+
+  /** A new subflow gets every setting (`change` undefined); a change reaches the ones there already. */
+  private apply(socket: net.Socket, change?: Partial<SubflowSettings>): void {
+    const s = this.settings;
+    if (!change) {
+      socket.setNoDelay(s.noDelay);
+      if (s.keepAlive) socket.setKeepAlive(true, s.keepAliveDelayMs);
+      if (!s.ref) socket.unref();
+      return;
+    }
+    if (change.noDelay !== undefined) socket.setNoDelay(s.noDelay);
+    if (change.keepAlive !== undefined || change.keepAliveDelayMs !== undefined) socket.setKeepAlive(s.keepAlive, s.keepAliveDelayMs);
+    if (change.ref !== undefined) {
+      if (s.ref) socket.ref();
+      else socket.unref();
+    }
   }
 
   /** Destroys every subflow at once (after abort). */

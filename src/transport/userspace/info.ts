@@ -130,6 +130,31 @@ export function userspaceKeyBinding(driver: MultipathDriver, usable: () => boole
  * either side: the multipath stream to run TLS over, its keys, and on
  * attach the TLS socket's addresses plus `onAttach` (events, fallback).
  */
+/**
+ * node:tls over a JS stream has no TCP handle under it: its `setNoDelay`,
+ * `setKeepAlive`, `ref` and `unref` would do nothing. Point them at the
+ * multipath stream, which applies them to every subflow (present and future).
+ */
+function socketMethodsToSubflows(tlsSocket: net.Socket, stream: MultipathStream): void {
+  const s = tlsSocket as net.Socket & Record<'setNoDelay' | 'setKeepAlive' | 'ref' | 'unref', unknown>;
+  s.setNoDelay = (enable?: boolean) => {
+    stream.setNoDelay(enable === undefined ? true : Boolean(enable));
+    return tlsSocket;
+  };
+  s.setKeepAlive = (enable?: boolean, initialDelayMs?: number) => {
+    stream.setKeepAlive(Boolean(enable), initialDelayMs ?? 0);
+    return tlsSocket;
+  };
+  s.ref = () => {
+    stream.ref();
+    return tlsSocket;
+  };
+  s.unref = () => {
+    stream.unref();
+    return tlsSocket;
+  };
+}
+
 export function userspaceConnection(stream: MultipathStream, info: UserspaceInfo, keys: KeyBinding, onAttach: (tlsSocket: net.Socket) => void): OpenedConnection {
   return {
     transport: 'userspace',
@@ -138,6 +163,15 @@ export function userspaceConnection(stream: MultipathStream, info: UserspaceInfo
     wrap: (allowHalfOpen, make) => stream.wrapWithHalfOpen(allowHalfOpen, make),
     attach: (tlsSocket) => {
       exposeAddresses(tlsSocket, () => stream.addressSocket());
+      // The TLS socket closed (destroyed before it was connected, an aborted
+      // signal…): the connection goes with it, and nothing it says later
+      // (a connect error) reaches a socket that has emitted 'close'.
+      tlsSocket.once('close', () => {
+        if (!stream.destroyed) stream.destroy();
+      });
+      socketMethodsToSubflows(tlsSocket, stream);
+      // Every error of a TLS socket passes its own '_tlsError' (node:tls): listening there adds no 'error' listener.
+      tlsSocket.on('_tlsError', () => stream.upperFailed());
       onAttach(tlsSocket);
       return info;
     },

@@ -16,12 +16,38 @@ import type { CloseReason } from '../../core/types.js';
 
 export type StreamMode = 'userspace' | 'fallback';
 
+/**
+ * The code a multipath failure carries: the one TCP gives for the same
+ * failure, where it has one (every subflow reset: ECONNRESET; no path for
+ * too long: ETIMEDOUT), so code written for node:tls matches it; the
+ * multipath-only failures keep their own (`ERR_MPTLS_KEY_MISMATCH`…).
+ */
+const TCP_CODES: Partial<Record<CloseReason, string>> = {
+  reset: 'ECONNRESET',
+  fastclose: 'ECONNRESET',
+  'no-subflows': 'ECONNRESET',
+  'resume-timeout': 'ETIMEDOUT',
+  timeout: 'ETIMEDOUT',
+  'handshake-timeout': 'ETIMEDOUT',
+};
+
+/** Closes that are the peer's orderly doing: an `'end'` for the application, never an error (`isOrderly`). */
+const ORDERLY: ReadonlySet<CloseReason> = new Set<CloseReason>(['done', 'fastclose']);
+
+/**
+ * A multipath connection that failed. `code` is TCP's where TCP has one
+ * (ECONNRESET, ETIMEDOUT); `mptlsCode` always names the multipath reason
+ * (`ERR_MPTLS_NO_SUBFLOWS`, `ERR_MPTLS_RESUME_TIMEOUT`…), `reason` is the
+ * core's `CloseReason`.
+ */
 export class MptcpClosedError extends Error {
   override readonly name = 'MptcpClosedError';
   readonly code: string;
+  readonly mptlsCode: string;
   constructor(readonly reason: CloseReason) {
     super(`multipath connection closed: ${reason}`);
-    this.code = `ERR_MPTLS_${reason.toUpperCase().replace(/-/g, '_')}`;
+    this.mptlsCode = `ERR_MPTLS_${reason.toUpperCase().replace(/-/g, '_')}`;
+    this.code = TCP_CODES[reason] ?? this.mptlsCode;
   }
 }
 
@@ -51,6 +77,11 @@ export class MultipathStream extends Duplex {
   /** Client: writes kept until the MP_CAPABLE handshake succeeds, for a fallback replay. */
   private replay: Uint8Array[] | undefined;
   private raw: net.Socket | undefined;
+  /** The TLS socket over this stream ends its side when the peer ends (node's default, allowHalfOpen false). */
+  private upperHalfOpen = false;
+  /** The connection ended in order (DATA_FIN, or the peer's MP_FASTCLOSE): writes from here on go nowhere, quietly. */
+  private orderly = false;
+  private upperError = false;
 
   constructor(
     readonly driver: MultipathDriver,
@@ -86,11 +117,60 @@ export class MultipathStream extends Duplex {
   wrapWithHalfOpen<T>(value: boolean, fn: () => T): T {
     const own = this.allowHalfOpen;
     this.allowHalfOpen = value;
+    this.upperHalfOpen = value;
     try {
       return fn();
     } finally {
       this.allowHalfOpen = own;
     }
+  }
+
+  // ─── what a net.Socket offers, for every subflow ────────────────────────
+  // (tls.TLSSocket over a JS stream reaches none of these itself: the API
+  // points the TLS socket's own methods here.)
+
+  /** TCP_NODELAY on every subflow, present and future (default: on). */
+  setNoDelay(enable = true): this {
+    this.driver.configure({ noDelay: enable });
+    this.raw?.setNoDelay(enable);
+    return this;
+  }
+
+  /** TCP keepalive on every subflow, present and future. */
+  setKeepAlive(enable = false, initialDelayMs = 0): this {
+    this.driver.configure({ keepAlive: enable, keepAliveDelayMs: initialDelayMs });
+    this.raw?.setKeepAlive(enable, initialDelayMs);
+    return this;
+  }
+
+  /** Let the event loop exit while this connection is open (every subflow, present and future; the connection's timers never hold it). */
+  unref(): this {
+    this.driver.configure({ ref: false });
+    this.raw?.unref();
+    return this;
+  }
+
+  /** Undo `unref()`. */
+  ref(): this {
+    this.driver.configure({ ref: true });
+    this.raw?.ref();
+    return this;
+  }
+
+  get remoteAddress(): string | undefined {
+    return this.addressSocket()?.remoteAddress;
+  }
+  get remotePort(): number | undefined {
+    return this.addressSocket()?.remotePort;
+  }
+  get remoteFamily(): string | undefined {
+    return this.addressSocket()?.remoteFamily;
+  }
+  get localAddress(): string | undefined {
+    return this.addressSocket()?.localAddress;
+  }
+  get localPort(): number | undefined {
+    return this.addressSocket()?.localPort;
   }
 
   /** The TCP connection whose addresses stand for this stream: the raw one after fallback, else the lowest-id live subflow. */
@@ -113,13 +193,24 @@ export class MultipathStream extends Duplex {
     const connect = this.fallback.connect ?? ((o) => net.connect(o));
     const raw = connect({ host, port, localAddress });
     this.raw = raw;
-    raw.setNoDelay(true);
+    // Half-open, as the multipath stream is: the TLS socket on top ends it (its close_notify first).
+    raw.allowHalfOpen = true;
+    const settings = this.driver.subflowSettings;
+    raw.setNoDelay(settings.noDelay);
+    if (settings.keepAlive) raw.setKeepAlive(true, settings.keepAliveDelayMs);
+    if (!settings.ref) raw.unref();
     for (const b of replay) raw.write(b);
     raw.on('data', (d: Buffer) => {
       if (!this.push(d)) raw.pause();
     });
-    raw.on('end', () => this.push(null));
-    raw.on('error', (e) => this.destroy(e));
+    let rawEnded = false;
+    raw.on('end', () => {
+      rawEnded = true;
+      this.push(null);
+    });
+    // After the peer's FIN, what our last writes meet (EPIPE, ECONNRESET) is
+    // no failure of the connection: node's own TLS socket is closed by then.
+    raw.on('error', (e) => this.destroy(rawEnded && !this.upperHalfOpen ? undefined : e));
     raw.on('close', () => {
       if (!this.destroyed && this.writableFinished && this.readableEnded) this.destroy();
     });
@@ -162,7 +253,7 @@ export class MultipathStream extends Duplex {
     }
     const conn = this.driver.conn;
     if (conn.state === 'closed') {
-      cb(new MptcpClosedError(conn.closeReason ?? 'reset'));
+      cb(this.afterClose(conn.closeReason ?? 'reset'));
       return;
     }
     let ok = true;
@@ -217,23 +308,71 @@ export class MultipathStream extends Duplex {
     }
   }
 
+  /**
+   * What a write meets once the connection is closed. After an orderly close
+   * a TLS socket that ends with its peer (node's default) still writes its
+   * close_notify: it goes nowhere, as on a TCP socket whose peer sent FIN.
+   * Otherwise the write fails: EPIPE after an orderly close (as TCP gives a
+   * half-open writer), the failure itself after a failure.
+   */
+  private afterClose(reason: CloseReason): Error | undefined {
+    if (!this.isOrderly(reason)) return new MptcpClosedError(reason);
+    if (!this.upperHalfOpen) return undefined;
+    return Object.assign(new Error('write after the peer closed the multipath connection'), { code: 'EPIPE', reason });
+  }
+
+  /**
+   * DATA_FIN both ways, or the peer's MP_FASTCLOSE when it proves the peer
+   * sent it: with external keys only the peer knows the key it carries. With
+   * RFC 8684 keys (sent in clear) anyone who saw the handshake can forge
+   * one: it is a reset (ECONNRESET), as RFC 8684 defines it.
+   */
+  private isOrderly(reason: CloseReason): boolean {
+    if (reason === 'fastclose') return this.driver.conn.mode === 'external';
+    return ORDERLY.has(reason);
+  }
+
   private onClosed(reason: CloseReason): void {
     if (reason === 'handshake-timeout' && this.fallBack('no multipath handshake within the timeout')) return;
     if (reason === 'refused' && this.fallBack('the server refused multipath (MP_TCPRST to MP_CAPABLE)')) return;
-    if (reason === 'done') {
-      this.moveBytes();
-      if (!this.ended) {
-        this.ended = true;
-        this.push(null);
-      }
-      return;
-    }
     const w = this.pendingWrite;
     this.pendingWrite = undefined;
+    if (this.isOrderly(reason)) {
+      // 'end' for the reader, after the bytes already in order; the stream
+      // closes once the TLS socket on top has ended its side too.
+      this.orderly = true;
+      w?.(this.afterClose(reason));
+      this.peerFin = true;
+      this.moveBytes();
+      this.finishIfDone();
+      return;
+    }
     const err = new MptcpClosedError(reason);
     w?.(err);
     // Bytes already in order still reach the reader before the error.
     this.moveBytes();
     this.destroy(err);
+  }
+
+  /**
+   * The TLS socket on top failed (a bad record, an alert): it reads and
+   * writes nothing more. Once the connection is closed in order too there is
+   * nothing left to wait for.
+   */
+  upperFailed(): void {
+    this.upperError = true;
+    if (this.orderly && !this.destroyed) this.destroy();
+  }
+
+  /** After an orderly close: both sides ended (ours by the TLS socket) → destroyed, 'close' without error. */
+  private finishIfDone(): void {
+    if (!this.orderly || this.destroyed) return;
+    if (this.upperError) {
+      this.destroy();
+      return;
+    }
+    if (this.ended && this.writableFinished) this.destroy();
+    else if (this.ended && !this.writableEnded && !this.upperHalfOpen) this.once('finish', () => this.finishIfDone());
+    else if (this.ended && this.writableEnded) this.once('finish', () => this.finishIfDone());
   }
 }
