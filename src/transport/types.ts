@@ -107,8 +107,9 @@ export interface TransportClientOptions {
    * A connection that loses every subflow is parked this long (ms) while
    * the client joins again from its addresses, at once and then with
    * backoff; the first join that completes resumes it (`'paths-restored'`),
-   * else it closes with `ERR_MPTLS_RESUME_TIMEOUT`. 0: close at once
-   * (`ERR_MPTLS_NO_SUBFLOWS`). Default: `DEFAULT_TIMERS.resumeTimeoutMs` in
+   * else it closes with `ETIMEDOUT` (`mptlsCode` `ERR_MPTLS_RESUME_TIMEOUT`),
+   * or at once with `ECONNRESET` when the server's port refuses the join.
+   * 0: close at once (`ECONNRESET`, `ERR_MPTLS_NO_SUBFLOWS`). Default: `DEFAULT_TIMERS.resumeTimeoutMs` in
    * src/core/config.ts.
    */
   resumeTimeoutMs?: number;
@@ -158,8 +159,9 @@ export interface TransportServerOptions {
   announce?: string[] | 'auto';
   /**
    * A connection that loses every subflow is parked this long (ms), waiting
-   * for the client to join again, then closed (`ERR_MPTLS_RESUME_TIMEOUT`).
-   * 0: close at once (`ERR_MPTLS_NO_SUBFLOWS`). Default:
+   * for the client to join again, then closed (`ETIMEDOUT`, `mptlsCode`
+   * `ERR_MPTLS_RESUME_TIMEOUT`). 0: close at once (`ECONNRESET`,
+   * `ERR_MPTLS_NO_SUBFLOWS`). Default:
    * `DEFAULT_TIMERS.resumeTimeoutMs` in src/core/config.ts.
    */
   resumeTimeoutMs?: number;

@@ -2,8 +2,9 @@
  * Connections that outlive their paths (issue 13), on loopback: a client
  * whose every subflow dies at once mid-transfer is parked, re-joins and
  * resumes, and the bytes arrive intact; with `resumeTimeoutMs: 0` it closes
- * as before (ERR_MPTLS_NO_SUBFLOWS); a resume that cannot happen ends with
- * ERR_MPTLS_RESUME_TIMEOUT within the timeout.
+ * at once (ECONNRESET, mptlsCode ERR_MPTLS_NO_SUBFLOWS); a resume that cannot
+ * happen ends with ETIMEDOUT (ERR_MPTLS_RESUME_TIMEOUT) within the timeout,
+ * or at once (ECONNRESET) when the server's port refuses the joins.
  */
 import { describe, it, expect, afterEach } from 'vitest';
 import net from 'node:net';
