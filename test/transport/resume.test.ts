@@ -68,6 +68,20 @@ function sinkServer(opts: Parameters<typeof mptlsServer>[0], onBytes?: (n: numbe
   return { server, results, serverErrors, received: () => received };
 }
 
+/** A server and a two-subflow client, both with `resumeTimeoutMs`, keys confirmed; `lostAt()`: when 'paths-lost' came. */
+async function twoPathClient(resumeTimeoutMs: number) {
+  const { server } = sinkServer({ mptcp: { resumeTimeoutMs } });
+  const port = await listen(server);
+  const c = await mptlsConnect(port, { mptcp: { localAddresses: ['127.0.0.1', '127.0.0.2'], resumeTimeoutMs } });
+  const seen = watch(c);
+  await until(() => c.mptcp.subflows().filter((s) => s.state === 'established').length === 2 && c.mptcp.keysConfirmed, 5000, 'two subflows');
+  let lost = 0;
+  c.once('paths-lost', () => {
+    lost = performance.now();
+  });
+  return { server, port, c, seen, lostAt: () => lost };
+}
+
 describe('resume after every path is lost', () => {
   it('32 MiB over 127.0.0.1 + 127.0.0.2: every client subflow destroyed at once mid-transfer → parked, resumed, intact', async () => {
     let c: MptlsSocket | undefined;
@@ -125,15 +139,7 @@ describe('resume after every path is lost', () => {
 
   it('a resume that cannot happen (every re-join answered by a port that never speaks mptls) ends with ETIMEDOUT (ERR_MPTLS_RESUME_TIMEOUT) within resumeTimeoutMs', async () => {
     const resumeTimeoutMs = 1500;
-    const { server } = sinkServer({ mptcp: { resumeTimeoutMs } });
-    const port = await listen(server);
-    const c = await mptlsConnect(port, { mptcp: { localAddresses: ['127.0.0.1', '127.0.0.2'], resumeTimeoutMs } });
-    const seen = watch(c);
-    await until(() => c.mptcp.subflows().filter((s) => s.state === 'established').length === 2 && c.mptcp.keysConfirmed, 5000, 'two subflows');
-    let lostAt = 0;
-    c.once('paths-lost', () => {
-      lostAt = performance.now();
-    });
+    const { server, port, c, seen, lostAt } = await twoPathClient(resumeTimeoutMs);
     // The server stops listening; something else takes the port, accepts and says nothing.
     server.close();
     const muted = new Set<net.Socket>();
@@ -145,12 +151,12 @@ describe('resume after every path is lost', () => {
     try {
       killAllSubflows(c);
       await until(() => seen.errors.length > 0, resumeTimeoutMs + 3000, 'the error');
-      const elapsed = performance.now() - lostAt;
+      const elapsed = performance.now() - lostAt();
       expect(seen.events).toEqual(['paths-lost']);
       expect(seen.states).toEqual(['parked']);
       expect(seen.errors[0]!.code).toBe('ETIMEDOUT');
       expect((seen.errors[0] as Error & { mptlsCode?: string }).mptlsCode).toBe('ERR_MPTLS_RESUME_TIMEOUT');
-      expect(lostAt).toBeGreaterThan(0);
+      expect(lostAt()).toBeGreaterThan(0);
       expect(elapsed).toBeGreaterThanOrEqual(resumeTimeoutMs - 50);
       expect(elapsed).toBeLessThan(resumeTimeoutMs + 1000);
       const counters = c.mptcp.counters() as Record<string, number>;
@@ -163,19 +169,11 @@ describe('resume after every path is lost', () => {
 
   it('a resume that cannot happen (the server stopped listening: every re-join refused by TCP) fails at once with ECONNRESET, not after resumeTimeoutMs', async () => {
     const resumeTimeoutMs = 5000;
-    const { server } = sinkServer({ mptcp: { resumeTimeoutMs } });
-    const port = await listen(server);
-    const c = await mptlsConnect(port, { mptcp: { localAddresses: ['127.0.0.1', '127.0.0.2'], resumeTimeoutMs } });
-    const seen = watch(c);
-    await until(() => c.mptcp.subflows().filter((s) => s.state === 'established').length === 2 && c.mptcp.keysConfirmed, 5000, 'two subflows');
-    let lostAt = 0;
-    c.once('paths-lost', () => {
-      lostAt = performance.now();
-    });
+    const { server, port, c, seen, lostAt } = await twoPathClient(resumeTimeoutMs);
     server.close();
     killAllSubflows(c);
     await until(() => seen.errors.length > 0, resumeTimeoutMs, 'the error');
-    expect(performance.now() - lostAt).toBeLessThan(1000);
+    expect(performance.now() - lostAt()).toBeLessThan(1000);
     expect(seen.events).toEqual(['paths-lost']);
     expect(seen.errors[0]!.code).toBe('ECONNRESET');
     expect((seen.errors[0] as Error & { mptlsCode?: string }).mptlsCode).toBe('ERR_MPTLS_NO_SUBFLOWS');
