@@ -12,6 +12,7 @@ import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { connect, type MptlsSocket } from '../../src/api/index.js';
+import type { UserspaceInfo } from '../../src/transport/index.js';
 import { IMPLS, pair, record, settle, type Impl, type Recording } from '../support/parity.js';
 import { fixtures, listen } from '../support/servers.js';
 
@@ -102,7 +103,7 @@ describe('close semantics, compared with node:tls', () => {
     // unauthenticated end as clean (docs/SECURITY.md, truncation). The killed
     // server's FINs park the connection, the rejoin meets a closed port, and
     // the client fails at once with TCP's code for a connection that is gone.
-    expect(r.mptls.events).toEqual(['secureConnect', 'error:ECONNRESET', 'close:false']);
+    expect(r.mptls.events).toEqual(['secureConnect', 'error:ECONNRESET', 'close:true']);
     expect(r.mptls.late).toEqual([]);
     expect(killedFor.mptls).toBeLessThan(2000);
   });
@@ -145,6 +146,32 @@ describe('close semantics, compared with node:tls', () => {
       expect(o.events.filter((e) => e.startsWith('close')).length, impl).toBe(1);
       await p.close();
     }
+  });
+
+  it("a reset mid-write: the writing server sees one 'error' (ECONNRESET), then 'close', and no 'drain' after the error", async () => {
+    const r = await both(async (impl) => {
+      const p = await pair(impl, { serverOptions: { mptcp: { resumeTimeoutMs: 0 } } as tls.TlsOptions });
+      const rec = record(p.accepted);
+      const after: string[] = [];
+      let failed = false;
+      p.accepted.on('error', () => (failed = true));
+      const big = Buffer.alloc(1 << 20);
+      const pump = () => {
+        if (failed) after.push('drain');
+        while (p.accepted.writable && p.accepted.write(big));
+      };
+      p.accepted.on('drain', pump);
+      pump();
+      await new Promise((res) => setTimeout(res, 50));
+      // The client's TCP connections are reset: node's own socket, or every subflow of the multipath one.
+      if (impl === 'node') p.raw!.resetAndDestroy();
+      else for (const f of (p.client as MptlsSocket).mptcp.subflows()) ((p.client as MptlsSocket).mptcp as UserspaceInfo).driver.socketOf(f.id)?.resetAndDestroy();
+      const o = await outcome(rec);
+      await p.close();
+      return { events: [...o.events, ...after], late: o.late };
+    });
+    expect(r.node.events).toEqual(['error:ECONNRESET', 'close:true']);
+    expect(r.mptls).toEqual(r.node);
   });
 
   it("a client that rejects the server's certificate: the server's tlsClientError has node's code", async () => {

@@ -52,6 +52,8 @@ export interface Pair {
   server: tls.Server;
   port: number;
   client: tls.TLSSocket;
+  /** node: the TCP socket under the client (made for it, so a test can reset it). */
+  raw?: net.Socket;
   accepted: tls.TLSSocket;
   close(): Promise<void>;
 }
@@ -70,7 +72,8 @@ export async function pair(impl: Impl, opts: { serverOptions?: tls.TlsOptions; c
   );
   const port = await listen(server);
   const co = { host: '127.0.0.1', port, ca: fixtures.ca, ...opts.client };
-  const client: tls.TLSSocket = impl === 'node' ? tls.connect(co) : connect({ ...co, mptcp: TWO_PATHS });
+  const raw = impl === 'node' ? net.connect({ host: co.host, port }) : undefined;
+  const client: tls.TLSSocket = raw ? tls.connect({ ...co, socket: raw }) : connect({ ...co, mptcp: TWO_PATHS });
   await new Promise<void>((resolve, reject) => {
     client.once('secureConnect', () => resolve());
     client.once('error', reject);
@@ -82,6 +85,7 @@ export async function pair(impl: Impl, opts: { serverOptions?: tls.TlsOptions; c
     server,
     port,
     client,
+    raw,
     accepted,
     close: async () => {
       client.destroy();

@@ -170,6 +170,7 @@ export function userspaceConnection(stream: MultipathStream, info: UserspaceInfo
         if (!stream.destroyed) stream.destroy();
       });
       socketMethodsToSubflows(tlsSocket, stream);
+      stream.upper = tlsSocket;
       // Every error of a TLS socket passes its own '_tlsError' (node:tls): listening there adds no 'error' listener.
       tlsSocket.on('_tlsError', () => stream.upperFailed());
       onAttach(tlsSocket);

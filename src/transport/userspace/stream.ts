@@ -82,6 +82,8 @@ export class MultipathStream extends Duplex {
   /** The connection ended in order (DATA_FIN, or the peer's MP_FASTCLOSE): writes from here on go nowhere, quietly. */
   private orderly = false;
   private upperError = false;
+  /** The TLS socket over this stream (`attach`), which a failure reaches directly. */
+  upper: Duplex | undefined;
 
   constructor(
     readonly driver: MultipathDriver,
@@ -287,9 +289,11 @@ export class MultipathStream extends Duplex {
       this.driver.conn.abort(now());
       this.driver.pump();
     }
+    // A write still pending is settled without an error: failed, it would
+    // reach the TLS socket on top again, after its 'close'.
     const w = this.pendingWrite;
     this.pendingWrite = undefined;
-    w?.(err ?? new Error('stream destroyed'));
+    w?.();
     cb(err);
   }
 
@@ -333,6 +337,8 @@ export class MultipathStream extends Duplex {
   }
 
   private onClosed(reason: CloseReason): void {
+    // Our own destroy() aborted the connection: its error (if any) is the one to report.
+    if (this.destroyed) return;
     if (reason === 'handshake-timeout' && this.fallBack('no multipath handshake within the timeout')) return;
     if (reason === 'refused' && this.fallBack('the server refused multipath (MP_TCPRST to MP_CAPABLE)')) return;
     const w = this.pendingWrite;
@@ -348,9 +354,19 @@ export class MultipathStream extends Duplex {
       return;
     }
     const err = new MptcpClosedError(reason);
-    w?.(err);
     // Bytes already in order still reach the reader before the error.
     this.moveBytes();
+    // The TLS socket on top fails first, itself: through the stream and
+    // node's JS stream wrapper the error would reach it a turn later, after
+    // a 'drain' for the write still pending (settled here, without an error),
+    // or followed by a second 'error' (ECANCELED) after its 'close'.
+    if (this.upper && !this.upper.destroyed) {
+      this.upper.destroy(err);
+      w?.();
+      this.destroy();
+      return;
+    }
+    w?.();
     this.destroy(err);
   }
 
