@@ -20,6 +20,32 @@ export const EXIT_ERROR = 1;
 export const EXIT_USAGE = 2;
 export const EXIT_HTTP = 22;
 
+// `mptls get`'s other exit codes: curl's, for the same failures.
+/** The host name does not resolve (curl's CURLE_COULDNT_RESOLVE_HOST). */
+export const EXIT_RESOLVE = 6;
+/** No connection: refused, unreachable (CURLE_COULDNT_CONNECT). */
+export const EXIT_CONNECT = 7;
+/** The body ended before its Content-Length (CURLE_PARTIAL_FILE). */
+export const EXIT_PARTIAL = 18;
+/** Writing the output failed, or -O found no file name (CURLE_WRITE_ERROR). */
+export const EXIT_WRITE = 23;
+/** --connect-timeout or --max-time ran out (CURLE_OPERATION_TIMEDOUT). */
+export const EXIT_TIMEOUT = 28;
+/** The TLS handshake failed (CURLE_SSL_CONNECT_ERROR). */
+export const EXIT_TLS = 35;
+/** An unusable --local address (CURLE_INTERFACE_FAILED). */
+export const EXIT_INTERFACE = 45;
+/** More redirects than --max-redirs (CURLE_TOO_MANY_REDIRECTS). */
+export const EXIT_REDIRECTS = 47;
+/** The server closed the connection without a response (CURLE_GOT_NOTHING). */
+export const EXIT_EMPTY_REPLY = 52;
+/** The connection failed while receiving (CURLE_RECV_ERROR). */
+export const EXIT_RECV = 56;
+/** The server certificate did not verify (CURLE_PEER_FAILED_VERIFICATION). */
+export const EXIT_CERT = 60;
+/** The server key did not match --pin (CURLE_SSL_PINNEDPUBKEYNOTMATCH). */
+export const EXIT_PIN = 90;
+
 /** The two streams, and line writers that add the missing newline. */
 export interface Out {
   stdout: CliWritable;

@@ -6,7 +6,9 @@
  *
  * `main(argv, io?)` returns the exit code instead of exiting, so tests run it
  * in-process; `bin/mptls.js` is the shim that calls it. Exit codes: 0 success,
- * 1 error (connection, TLS, I/O), 2 usage, 22 HTTP status >= 400 (as curl --fail).
+ * 1 error, 2 usage; `get` uses curl's for its failures (6 resolve, 7 connect,
+ * 22 HTTP status >= 400 as curl --fail, 28 timeout, 35 TLS, 45 --local, 60
+ * certificate, … in io.ts).
  */
 import { UsageError } from './args.js';
 import * as get from './get.js';
@@ -15,7 +17,26 @@ import * as info from './info.js';
 import { describeError, EXIT_ERROR, EXIT_OK, EXIT_USAGE, makeOut, type CliIo, type Out, version } from './io.js';
 import * as serve from './serve.js';
 
-export { EXIT_ERROR, EXIT_HTTP, EXIT_OK, EXIT_USAGE, type CliIo, type CliWritable } from './io.js';
+export {
+  EXIT_CERT,
+  EXIT_CONNECT,
+  EXIT_EMPTY_REPLY,
+  EXIT_ERROR,
+  EXIT_HTTP,
+  EXIT_INTERFACE,
+  EXIT_OK,
+  EXIT_PARTIAL,
+  EXIT_PIN,
+  EXIT_RECV,
+  EXIT_REDIRECTS,
+  EXIT_RESOLVE,
+  EXIT_TIMEOUT,
+  EXIT_TLS,
+  EXIT_USAGE,
+  EXIT_WRITE,
+  type CliIo,
+  type CliWritable,
+} from './io.js';
 
 interface Command {
   /** The text of "mptls <command> --help". */
@@ -33,8 +54,9 @@ const COMMANDS: ReadonlyMap<string, Command> = new Map<string, Command>([
 const USAGE = `Usage: mptls <command> [options]
 
 Commands:
-  serve   HTTPS over TLS-bound multipath TCP: a directory, or (--status) a status page
-  get     fetch an https:// URL over multipath (a small curl)
+  serve   HTTPS over TLS-bound multipath TCP: a directory, or (--status) a status page;
+          --kernel for kernel-MPTCP clients too, --metrics PORT for Prometheus
+  get     fetch an https:// URL over multipath (a small curl: -H -X -d -I -L -O -w -m --retry …)
   info    what this host supports (kernel MPTCP, sysctls, koffi, transports)
   haproxy-config
           an haproxy.cfg (mode tcp) that routes joins by their token's server id
@@ -44,7 +66,9 @@ Options:
   -h, --help     this help (or "mptls <command> --help")
   -V, --version  print the version
 
-Exit codes: 0 ok, 1 error, 2 usage, 22 HTTP status >= 400.`;
+Exit codes: 0 ok, 1 error, 2 usage; get uses curl's (6 resolve, 7 connect,
+22 HTTP status >= 400, 28 timeout, 35 TLS, 45 --local, 60 certificate, …:
+see "mptls get --help").`;
 
 /** Runs the CLI; resolves to the exit code. */
 export async function main(argv: string[], io: CliIo = {}): Promise<number> {

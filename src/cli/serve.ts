@@ -1,24 +1,30 @@
 /**
  * `mptls serve`: HTTPS over TLS-bound multipath TCP (and plain TLS) on one
- * port; a directory (`--dir`, static-files.ts), a status page (`--status`,
- * status-page.ts), or a minimal page. Access log on stderr; stops on
- * SIGINT/SIGTERM or when `io.signal` aborts.
+ * port, with --kernel also to Linux kernel MPTCP clients; a directory
+ * (`--dir`, static-files.ts, byte ranges included), a status page
+ * (`--status`, status-page.ts), or a minimal page; with --metrics the
+ * server's Prometheus metrics on a second, plain HTTP, loopback port
+ * (metrics-server.ts). Access log on stderr (with each connection's mode:
+ * userspace, kernel or fallback); stops on SIGINT/SIGTERM or when
+ * `io.signal` aborts.
  */
 import { once } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
-import { https, type MptcpSocketInfo, type MptlsSocket } from '../api/index.js';
+import { https, type MptcpSocketInfo, type MptcpSubflow, type MptlsSocket } from '../api/index.js';
+import { kernelListenState, kernelSupport } from '../transport/kernel/index.js';
 import { parse, readFileOrUsage, UsageError } from './args.js';
 import { hostPort } from './format.js';
 import { describeError, EXIT_ERROR, EXIT_OK, type Out } from './io.js';
 import { sendBody, sendText } from './reply.js';
+import { startMetricsServer } from './metrics-server.js';
 import { serveFile } from './static-files.js';
 import { MINIMAL_PAGE, sendStatus } from './status-page.js';
 
-export const HELP = `Usage: mptls serve --cert FILE --key FILE [--port N] [--host H] [--announce ADDR]... [--dir DIR | --status]
+export const HELP = `Usage: mptls serve --cert FILE --key FILE [--port N] [--host H] [--announce ADDR]... [--kernel] [--dir DIR | --status] [--metrics PORT]
 
 Serves HTTPS on one port to multipath clients (mptls, userspace transport) and
-plain TLS clients alike.
+plain TLS clients alike; with --kernel to Linux kernel MPTCP clients too.
 
   --cert FILE       server certificate chain (PEM)
   --key FILE        private key (PEM)
@@ -26,18 +32,37 @@ plain TLS clients alike.
   --host H          address to listen on (default 127.0.0.1)
   --announce ADDR   extra address to announce to clients (ADD_ADDR, sent only
                     after both ends confirmed the TLS-derived keys); repeatable
-  --dir DIR         serve the files under DIR (GET/HEAD; no escape out of DIR)
-  --status          serve a status page: "/" in HTML, "/status.json" as JSON
-                    (the requesting connection's mode, tokens, key
-                    fingerprints and subflows, and the server-wide counters
-                    and open-connection count, shown to ANY client: use it on
-                    a test server, not a public one); not with --dir
+  --kernel          also listen with Linux kernel MPTCP (an IPPROTO_MPTCP
+                    socket): "mptcpize run curl", "mptls get --kernel" and
+                    other kernel-MPTCP clients get MPTCP, everyone else is
+                    served as without it; an error when the kernel cannot
+                    (not Linux, koffi missing, net.mptcp.enabled = 0)
+  --dir DIR         serve the files under DIR (GET/HEAD; no escape out of
+                    DIR); one byte range per request ("curl -r 0-99", "-500",
+                    "100-": 206 with Content-Range; past the end: 416 with
+                    Content-Range bytes */SIZE; If-Range with the
+                    Last-Modified date); several ranges get the whole file
+                    (200)
+  --status          serve a status page (off by default): "/" in HTML,
+                    "/status.json" as JSON (the requesting connection's mode,
+                    tokens, key fingerprints and subflows, and the
+                    server-wide counters and open-connection count,
+                    shown to ANY client: use it on a test server, not a
+                    public one); not with --dir
+  --metrics PORT    serve Prometheus metrics (server.mptcp.metrics()) over
+                    plain HTTP at http://127.0.0.1:PORT/metrics (0 = any free
+                    port, printed)
+  --metrics-host H  the metrics address instead of 127.0.0.1 (they show every
+                    connection's addresses and tokens: keep them private)
   -q, --quiet       no access log on stderr
   -h, --help        this help
 
 Without --dir or --status, "/" is a minimal page that says nothing about any
 connection or the server's counters, and every other path is 404.
-Prints "listening on https://HOST:PORT/" on stdout; stops on SIGINT/SIGTERM.`;
+The access log (stderr) has one line per request: the client, the request,
+status, length, the connection's mode (userspace, kernel or fallback) and its
+subflows. Prints "listening on https://HOST:PORT/" (and with --metrics
+"metrics on http://HOST:PORT/metrics") on stdout; stops on SIGINT/SIGTERM.`;
 
 export async function serveCommand(args: string[], o: Out, signal: AbortSignal | undefined): Promise<number> {
   const { values } = parse(args, {
@@ -48,6 +73,9 @@ export async function serveCommand(args: string[], o: Out, signal: AbortSignal |
     announce: { type: 'string', multiple: true },
     dir: { type: 'string' },
     status: { type: 'boolean' },
+    kernel: { type: 'boolean' },
+    metrics: { type: 'string' },
+    'metrics-host': { type: 'string' },
     quiet: { type: 'boolean', short: 'q' },
   });
   if (!values.cert || !values.key) throw new UsageError('--cert and --key are required');
@@ -70,23 +98,45 @@ export async function serveCommand(args: string[], o: Out, signal: AbortSignal |
     }
   }
   const quiet = values.quiet ?? false;
+  const metricsPort = values.metrics === undefined ? undefined : Number(values.metrics);
+  if (metricsPort !== undefined && (!/^\d+$/.test(values.metrics ?? '') || metricsPort > 65535)) throw new UsageError(`bad --metrics port ${values.metrics}`);
+  if (values['metrics-host'] !== undefined && metricsPort === undefined) throw new UsageError('--metrics-host needs --metrics PORT');
+  const metricsHost = values['metrics-host'] ?? '127.0.0.1';
+  const kernel = values.kernel ?? false;
+  if (kernel) {
+    const k = kernelSupport();
+    if (!k.ok) {
+      o.err(`mptls serve: --kernel: kernel MPTCP is ${k.reason ?? 'unavailable'}`);
+      return EXIT_ERROR;
+    }
+  }
 
-  const server = https.createServer({ cert, key, mptcp: { announce } }, (req, res) => {
+  const server = https.createServer({ cert, key, mptcp: { announce, ...(kernel ? { kernel: true } : {}) } }, (req, res) => {
     const socket = req.socket as MptlsSocket;
     const started = performance.now();
     if (!quiet) {
-      res.once('finish', () => {
+      // A TLSSocket over a multipath stream has no remoteAddress of its own: use the initial subflow's.
+      const peerOf = (subflows: MptcpSubflow[]) => {
+        const first = subflows.find((s) => s.id === 0) ?? subflows[0];
+        return socket.remoteAddress !== undefined ? hostPort(socket.remoteAddress, socket.remotePort) : first ? hostPort(first.remoteAddress, first.remotePort) : undefined;
+      };
+      const peerAtStart = peerOf((socket.mptcp as MptcpSocketInfo | undefined)?.subflows() ?? []);
+      let logged = false;
+      // One line per request: at 'finish', or at 'close' for a response the client did not wait for.
+      const log = (cut: boolean) => {
+        if (logged) return;
+        logged = true;
         const m = socket.mptcp as MptcpSocketInfo | undefined;
         const subflows = m?.subflows() ?? [];
         const n = subflows.length;
-        // A TLSSocket over a multipath stream has no remoteAddress of its own: use the initial subflow's.
-        const first = subflows.find((s) => s.id === 0) ?? subflows[0];
-        const peer = socket.remoteAddress !== undefined ? hostPort(socket.remoteAddress, socket.remotePort) : hostPort(first?.remoteAddress, first?.remotePort);
         o.err(
-          `${peer} "${req.method} ${req.url}" ${res.statusCode} ` +
-            `${res.getHeader('content-length') ?? '-'} ${m?.mode ?? '?'}${n ? ` ${n} subflow${n > 1 ? 's' : ''}` : ''} ${(performance.now() - started).toFixed(0)} ms`,
+          `${peerAtStart ?? peerOf(subflows) ?? '?'} "${req.method} ${req.url}" ${res.statusCode} ` +
+            `${res.getHeader('content-length') ?? '-'} ${m?.mode ?? '?'}${n ? ` ${n} subflow${n > 1 ? 's' : ''}` : ''} ${(performance.now() - started).toFixed(0)} ms` +
+            (cut ? ' (connection closed before the response finished)' : ''),
         );
-      });
+      };
+      res.once('finish', () => log(false));
+      res.once('close', () => log(!res.writableFinished));
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       sendText(res, 405, 'Method Not Allowed', false, { allow: 'GET, HEAD' });
@@ -126,15 +176,39 @@ export async function serveCommand(args: string[], o: Out, signal: AbortSignal |
     return EXIT_ERROR;
   }
   server.on('error', (e) => o.err(`mptls serve: ${describeError(e)}`));
+  const stopServer = async () => {
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeAllConnections();
+    const grace = new Promise<void>((resolve) => setTimeout(resolve, 2000).unref());
+    await Promise.race([closed, grace]);
+  };
+  if (kernel) {
+    // listenKernel falls back to a plain TCP listener when the kernel refuses the socket: not what --kernel asked.
+    const k = kernelListenState(server);
+    if (k?.mode !== 'kernel') {
+      o.err(`mptls serve: --kernel: could not listen with kernel MPTCP: ${k?.fallbackReason ?? 'unknown reason'}`);
+      await stopServer();
+      return EXIT_ERROR;
+    }
+  }
   const addr = server.address() as net.AddressInfo;
+  let metrics: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
+  if (metricsPort !== undefined) {
+    try {
+      metrics = await startMetricsServer(metricsHost, metricsPort, () => server.mptcp.metrics());
+    } catch (e) {
+      o.err(`mptls serve: cannot listen for --metrics on ${hostPort(metricsHost, metricsPort)}: ${describeError(e)}`);
+      await stopServer();
+      return EXIT_ERROR;
+    }
+  }
   o.out(`listening on https://${hostPort(addr.address, addr.port)}/`);
-  o.out(`  ${root !== undefined ? `serving ${root}` : statusPage ? 'status page at / and /status.json (server-wide counters, shown to any client)' : 'minimal page at / (no status page: --status)'}; multipath (userspace) and plain TLS on the same port${announce.length ? `; announcing ${announce.join(', ')}` : ''}`);
+  if (metrics) o.out(`metrics on http://${hostPort(metrics.address, metrics.port)}/metrics`);
+  const transports = kernel ? 'multipath (userspace and Linux kernel MPTCP)' : 'multipath (userspace)';
+  o.out(`  ${root !== undefined ? `serving ${root}` : statusPage ? 'status page at / and /status.json (server-wide counters, shown to any client)' : 'minimal page at / (no status page: --status)'}; ${transports} and plain TLS on the same port${announce.length ? `; announcing ${announce.join(', ')}` : ''}`);
 
   await untilStopped(signal);
-  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-  server.closeAllConnections();
-  const grace = new Promise<void>((resolve) => setTimeout(resolve, 2000).unref());
-  await Promise.race([closed, grace]);
+  await Promise.all([stopServer(), metrics?.close()]);
   return EXIT_OK;
 }
 

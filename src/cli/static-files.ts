@@ -6,6 +6,14 @@
  *
  * `resolveUnder` is the pure-ish part (it only reads the file system) and
  * decides every status; `serveFile` writes its answer to a response.
+ *
+ * Files answer one byte range (`Range: bytes=0-99`, `-500`, `100-`) with
+ * 206 and Content-Range, an unsatisfiable one with 416 and the
+ * unsatisfied-range Content-Range ("bytes", a star, "/SIZE"). A request for
+ * several ranges gets the whole file (200, no multipart/byteranges), as RFC
+ * 9110 allows; so does a Range of another unit, a malformed one, or one
+ * whose If-Range is not the file's Last-Modified. Every file response says
+ * `Accept-Ranges: bytes`.
  */
 import fs from 'node:fs';
 import type http from 'node:http';
@@ -102,6 +110,46 @@ export async function resolveUnder(root: string, target: string): Promise<Resolv
   return { kind: 'file', file: real, stat };
 }
 
+/** What a Range header asks of a file of `size` bytes. */
+export type RangeAnswer =
+  /** No Range, or one to ignore (another unit, malformed, several ranges): the whole file. */
+  | { kind: 'full' }
+  | { kind: 'partial'; start: number; end: number }
+  | { kind: 'unsatisfiable' };
+
+/**
+ * RFC 9110 §14: `bytes=FIRST-LAST`, `bytes=FIRST-` or `bytes=-SUFFIX`. One
+ * range is answered (LAST clamped to the end of the file; a FIRST at or
+ * beyond the end, or an empty file, is unsatisfiable); several are not
+ * (the whole file), neither is anything malformed.
+ */
+export function parseRange(header: string | undefined, size: number): RangeAnswer {
+  if (header === undefined) return { kind: 'full' };
+  const m = /^\s*bytes\s*=\s*(.*)$/i.exec(header);
+  if (!m) return { kind: 'full' };
+  const specs = m[1].split(',').map((x) => x.trim()).filter((x) => x !== '');
+  if (specs.length !== 1) return { kind: 'full' };
+  const r = /^(\d*)-(\d*)$/.exec(specs[0]);
+  if (!r || (r[1] === '' && r[2] === '')) return { kind: 'full' };
+  if (r[1] === '') {
+    const suffix = Number(r[2]);
+    if (suffix === 0 || size === 0) return { kind: 'unsatisfiable' };
+    return { kind: 'partial', start: Math.max(0, size - suffix), end: size - 1 };
+  }
+  const start = Number(r[1]);
+  const last = r[2] === '' ? undefined : Number(r[2]);
+  if (last !== undefined && last < start) return { kind: 'full' };
+  if (start >= size) return { kind: 'unsatisfiable' };
+  return { kind: 'partial', start, end: Math.min(last ?? size - 1, size - 1) };
+}
+
+/** If-Range: the Range applies only while the validator is the file's Last-Modified (no ETags here). */
+function ifRangeHolds(ifRange: string | undefined, mtime: Date): boolean {
+  if (ifRange === undefined) return true;
+  const t = Date.parse(ifRange);
+  return !Number.isNaN(t) && Math.floor(t / 1000) === Math.floor(mtime.getTime() / 1000);
+}
+
 /** The HTML listing of a directory (names sorted, subdirectories with a trailing "/"). */
 export async function directoryListing(dir: string, urlPath: string): Promise<string> {
   const entries = await fs.promises.readdir(dir, { withFileTypes: true });
@@ -130,21 +178,35 @@ export async function serveFile(req: http.IncomingMessage, res: http.ServerRespo
       sendBody(res, 200, 'text/html; charset=utf-8', await directoryListing(r.dir, r.urlPath), head);
       return;
     case 'file': {
-      const headers = {
-        'content-type': contentType(r.file),
-        'content-length': r.stat.size,
+      const size = r.stat.size;
+      const rangeHeader = req.headers.range;
+      const ifRange = req.headers['if-range'];
+      const range = rangeHeader !== undefined && ifRangeHolds(Array.isArray(ifRange) ? ifRange[0] : ifRange, r.stat.mtime) ? parseRange(rangeHeader, size) : ({ kind: 'full' } as const);
+      const common = {
+        'accept-ranges': 'bytes',
         'last-modified': r.stat.mtime.toUTCString(),
         'x-content-type-options': 'nosniff',
       };
+      if (range.kind === 'unsatisfiable') {
+        sendText(res, 416, 'Range Not Satisfiable', head, { ...common, 'content-range': `bytes */${size}` });
+        return;
+      }
+      const status = range.kind === 'partial' ? 206 : 200;
+      const headers: Record<string, string | number> = {
+        'content-type': contentType(r.file),
+        'content-length': range.kind === 'partial' ? range.end - range.start + 1 : size,
+        ...(range.kind === 'partial' ? { 'content-range': `bytes ${range.start}-${range.end}/${size}` } : {}),
+        ...common,
+      };
       if (head) {
-        writeHead(res, 200, headers);
+        writeHead(res, status, headers);
         res.end();
         return;
       }
-      const stream = fs.createReadStream(r.file);
+      const stream = range.kind === 'partial' ? fs.createReadStream(r.file, { start: range.start, end: range.end }) : fs.createReadStream(r.file);
       await new Promise<void>((resolve) => {
         stream.once('open', () => {
-          writeHead(res, 200, headers);
+          writeHead(res, status, headers);
           stream.pipe(res);
         });
         stream.once('error', (e) => {

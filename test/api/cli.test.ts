@@ -1,8 +1,8 @@
 /**
  * The mptls CLI, run in-process through `main(argv, io)`: `info --json`,
  * usage errors, and `serve --dir` + `get` over two subflows on loopback
- * (file bytes identical, `..` refused, 404 → non-zero, connection refused →
- * non-zero). One run of the built `bin/mptls.js` checks the shim.
+ * (file bytes identical, `..` refused, 404 → 22, an unverified certificate →
+ * 60, connection refused → 7, curl's codes). One run of the built `bin/mptls.js` checks the shim.
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -13,7 +13,7 @@ import path from 'node:path';
 import { sink } from '../support/sink.js';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXIT_ERROR, EXIT_HTTP, EXIT_OK, EXIT_USAGE, main, type CliIo } from '../../src/cli/main.js';
+import { EXIT_CERT, EXIT_CONNECT, EXIT_HTTP, EXIT_OK, EXIT_USAGE, main, type CliIo } from '../../src/cli/main.js';
 import * as https from '../../src/api/https.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -200,13 +200,13 @@ describe('mptls serve --dir + mptls get', () => {
     expect(fs.existsSync(out)).toBe(false);
   });
 
-  it('get without the CA fails verification with status 1', async () => {
+  it('get without the CA fails verification with status 60 (curl\'s)', async () => {
     const r = await run(['get', `${base}hello.txt`]);
-    expect(r.code).toBe(EXIT_ERROR);
+    expect(r.code).toBe(EXIT_CERT);
     expect(r.stderr).toMatch(/certificate/i);
   });
 
-  it('get of a closed port returns 1 with the connection error', async () => {
+  it('get of a closed port returns 7 (curl\'s) with the connection error', async () => {
     const port = await new Promise<number>((resolve) => {
       const s = net.createServer().listen(0, '127.0.0.1', () => {
         const p = (s.address() as net.AddressInfo).port;
@@ -214,7 +214,7 @@ describe('mptls serve --dir + mptls get', () => {
       });
     });
     const r = await run(['get', `https://127.0.0.1:${port}/`, '--cacert', CA]);
-    expect(r.code).toBe(EXIT_ERROR);
+    expect(r.code).toBe(EXIT_CONNECT);
     expect(r.stderr).toContain('ECONNREFUSED');
   });
 });

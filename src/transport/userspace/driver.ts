@@ -265,7 +265,8 @@ export class MultipathDriver extends EventEmitter {
       }
       sf.socket.end();
       if (tx.close === 'reset') {
-        // The MP_TCPRST is written; do not wait for the peer's FIN.
+        // The MP_TCPRST is written; do not wait for the peer's FIN (nor hold the process for it).
+        sf.socket.unref();
         setTimeout(() => sf.socket.destroy(), 1000).unref();
       }
     }
@@ -317,12 +318,15 @@ export class MultipathDriver extends EventEmitter {
   private onClosed(_reason: CloseReason): void {
     this.closed = true;
     // Let queued frames (the last ACK, FINs, resets) go out, then let go.
+    // They linger for at most 2 s, and never hold the process: a closed
+    // connection keeps the event loop no more than a destroyed net.Socket.
     setImmediate(() => {
       for (const sf of this.subflows.values()) {
         if (!sf.ended) {
           sf.ended = true;
           sf.socket.end();
         }
+        sf.socket.unref();
         setTimeout(() => sf.socket.destroy(), 2000).unref();
       }
     });
