@@ -65,6 +65,18 @@ export class Subflow {
   rxMap: RxMapping | null = null;
   outstanding: SentMapping[] = [];
   lastProgress: number;
+  /**
+   * The last time the transport saw the path itself work (the kernel's TCP
+   * ACKs: everything sent acknowledged, or an ACK just now), however slowly
+   * the peer's application reads: a stall is the path's, not the peer's.
+   */
+  pathAliveAt = -Infinity;
+  /**
+   * Doubles (up to 8) each time the subflow was declared stale and then
+   * recovered without any help (a spurious stall: the path was only slow, a
+   * burst queued behind a busy receiver); multiplies the stall timeout.
+   */
+  stallBackoff = 1;
   lastSampleAt = -Infinity;
 
   /** Frames queued on this subflow so far (the first carries no ack). */
@@ -129,6 +141,6 @@ export class Subflow {
 
   stallTimeout(min: number, max: number, initial: number): number {
     if (this.srtt === undefined) return initial;
-    return Math.min(max, Math.max(min, this.srtt + 4 * this.rttvar));
+    return Math.min(max, Math.max(min, this.srtt + 4 * this.rttvar) * this.stallBackoff);
   }
 }

@@ -301,6 +301,17 @@ export class Connection {
     if (sf) sf.queued = Math.max(0, bytes);
   }
 
+  /**
+   * The driver saw the subflow's path work at `at` (Linux TCP_INFO: nothing
+   * unacknowledged, or the last TCP ACK that recent): data still unacked at
+   * the subflow level is queued at the peer, not lost on the way, so the
+   * subflow is not stalled (no reinjection of what the path delivers).
+   */
+  setSubflowPathAlive(subflow: number, at: number): void {
+    const sf = this.subflows.get(subflow);
+    if (sf && at > sf.pathAliveAt) sf.pathAliveAt = at;
+  }
+
   /** An RTT the driver measured (TCP_INFO), used by the scheduler instead of the core's own estimate. */
   setSubflowRtt(subflow: number, rttMs: number | undefined): void {
     const sf = this.subflows.get(subflow);
@@ -543,6 +554,8 @@ export class Connection {
   }
   /** @internal */ recover(sf: Subflow): void {
     sf.stale = false;
+    // It carried on by itself: the stall was spurious; wait longer next time.
+    sf.stallBackoff = Math.min(8, sf.stallBackoff * 2);
     resume.onRecover(this);
     this.mib.inc('SubflowRecover');
   }

@@ -57,7 +57,7 @@ export function stallDeadline(c: Connection, s: Subflow): number {
     }
   }
   if (oldest === Infinity) return Infinity;
-  return Math.max(s.lastProgress, oldest) + s.stallTimeout(c.timers.minStallMs, c.timers.maxStallMs, c.timers.initialStallMs);
+  return Math.max(s.lastProgress, s.pathAliveAt, oldest) + s.stallTimeout(c.timers.minStallMs, c.timers.maxStallMs, c.timers.initialStallMs);
 }
 
 export const Timer = { Establish: 0, UserTimeout: 1, Resume: 2, Rejoin: 3, DataFin: 4, Subflows: 5 } as const;

@@ -1,15 +1,18 @@
 /**
  * A cheap TCP_INFO probe for the userspace transport's own TCP subflows
  * (design notes §5): the kernel's unsent bytes and smoothed RTT are the
- * signals Linux's own MPTCP scheduler uses. One getsockopt per call into a
- * reused buffer; only the two fields are read.
+ * signals Linux's own MPTCP scheduler uses, and whether the path delivers
+ * (segments unacknowledged, time since the last ACK). One getsockopt per
+ * call into a reused buffer; only those fields are read.
  */
 import { ffi, ffiStatus } from './ffi.js';
 import { socketFd } from './sockopt.js';
 
 const SOL_TCP = 6;
 const TCP_INFO = 11;
-/** struct tcp_info offsets (include/uapi/linux/tcp.h): tcpi_rtt (µs) and tcpi_notsent_bytes. */
+/** struct tcp_info offsets (include/uapi/linux/tcp.h): tcpi_unacked (segments), tcpi_last_ack_recv (ms ago), tcpi_rtt (µs), tcpi_notsent_bytes. */
+const OFF_UNACKED = 24;
+const OFF_LAST_ACK_RECV = 56;
 const OFF_RTT = 68;
 const OFF_NOTSENT = 144;
 const WANT = OFF_NOTSENT + 4;
@@ -19,6 +22,10 @@ export interface TcpProbeResult {
   notsent: number;
   /** The kernel's smoothed RTT, ms. */
   rttMs: number;
+  /** Segments sent and not yet acknowledged by the peer's TCP. */
+  unacked: number;
+  /** Milliseconds since the last TCP ACK arrived. */
+  lastAckRecvMs: number;
 }
 
 export type TcpProbe = (socket: unknown) => TcpProbeResult | undefined;
@@ -37,6 +44,6 @@ export function createTcpProbe(): TcpProbe | undefined {
     len.writeUInt32LE(WANT, 0);
     if (c.getsockopt(fd, SOL_TCP, TCP_INFO, buf, len) < 0) return undefined;
     if (len.readUInt32LE(0) < WANT) return undefined;
-    return { notsent: buf.readUInt32LE(OFF_NOTSENT), rttMs: buf.readUInt32LE(OFF_RTT) / 1000 };
+    return { notsent: buf.readUInt32LE(OFF_NOTSENT), rttMs: buf.readUInt32LE(OFF_RTT) / 1000, unacked: buf.readUInt32LE(OFF_UNACKED), lastAckRecvMs: buf.readUInt32LE(OFF_LAST_ACK_RECV) };
   };
 }

@@ -20,7 +20,7 @@ export interface DriverOptions {
    * count into the scheduler's queue, the kernel's RTT replaces the core's
    * estimate for scheduling. Without it only Node's own buffer counts.
    */
-  probe?: (socket: net.Socket) => { notsent: number; rttMs: number } | undefined;
+  probe?: (socket: net.Socket) => { notsent: number; rttMs: number; unacked?: number; lastAckRecvMs?: number } | undefined;
 }
 
 interface SubflowSocket {
@@ -233,6 +233,9 @@ export class MultipathDriver extends EventEmitter {
         if (k) {
           sf.kernelUnsent = k.notsent;
           if (k.rttMs > 0) this.conn.setSubflowRtt(sf.id, k.rttMs);
+          // The path delivers (nothing unacknowledged, or an ACK that recent): what
+          // the peer has not acknowledged yet waits at the peer, it is not lost.
+          if (k.unacked !== undefined && k.lastAckRecvMs !== undefined) this.conn.setSubflowPathAlive(sf.id, k.unacked === 0 ? t : t - k.lastAckRecvMs);
         }
       }
       this.conn.setSendQueue(sf.id, sf.socket.writableLength + sf.kernelUnsent);
@@ -348,6 +351,8 @@ export class MultipathDriver extends EventEmitter {
       () => {
         this.timer = undefined;
         this.timerAt = Infinity;
+        // The kernel's view first: a stall timer must not fire on a path that delivers.
+        this.updateQueues();
         this.conn.handleTimeout(now());
         this.pump();
       },
