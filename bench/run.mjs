@@ -1,12 +1,12 @@
 // npm run bench: every scenario runs mptls and its baselines in the same run.
 // Writes bench/results/<date>.json and regenerates bench/RESULTS.md.
-//   node bench/run.mjs [--only loopback,handshake,memory,netns,outage] [--quick]
+//   node bench/run.mjs [--only loopback,handshake,memory,netns,outage,cluster] [--quick]
 import fs from 'node:fs';
 import { machine, gitRev } from './lib/common.mjs';
 import { writeResultsMd } from './lib/report.mjs';
 
 const args = process.argv.slice(2);
-const only = args.includes('--only') ? args[args.indexOf('--only') + 1].split(',') : ['loopback', 'handshake', 'memory', 'netns', 'outage'];
+const only = args.includes('--only') ? args[args.indexOf('--only') + 1].split(',') : ['loopback', 'handshake', 'memory', 'netns', 'outage', 'cluster'];
 const quick = args.includes('--quick');
 const results = { date: new Date().toISOString(), command: `node bench/run.mjs ${args.join(' ')}`.trim(), commit: gitRev(), machine: machine(), scenarios: {} };
 
@@ -35,6 +35,12 @@ if (only.includes('outage')) {
   log('6. outages: every subflow reset, both links down, address move (issue 13)');
   const { outageBench } = await import('./outage.mjs');
   results.scenarios.outage = await outageBench({ runs: quick ? 1 : 3 });
+}
+
+if (only.includes('cluster')) {
+  log('7. cluster mode: one process, 1 worker, 2 workers (issue 16)');
+  const { clusterBench } = await import('./cluster.mjs');
+  results.scenarios.cluster = await clusterBench({ seconds: quick ? 3 : 8 });
 }
 
 fs.mkdirSync(new URL('./results/', import.meta.url), { recursive: true });

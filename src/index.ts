@@ -14,6 +14,7 @@ export {
   createServer,
   https,
   http2,
+  cluster,
   undici,
   clientEndpoint,
   haproxyConfig,
@@ -128,5 +129,7 @@ export {
   ServerIdTokenAllocator,
   KeyedPermutation,
   serverIdOfToken,
+  workerIdOfToken,
+  WorkerTokenAllocator,
 } from './core/index.js';
 export type * from './core/index.js';

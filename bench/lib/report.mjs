@@ -126,6 +126,18 @@ export function writeResultsMd() {
     out.push('');
   }
 
+  if (L.cluster) {
+    const { run, data, file } = L.cluster;
+    out.push('## 7. Cluster mode: all cores (issue 16)', '', header(run, file), data.note ?? '', '');
+    out.push('| server | bulk MB/s (64 conns) | server CPU s | client CPU s | primary share | new conn + join /s | server CPU s | client CPU s | primary share | primary CPU per dispatched subflow |', '|---|---|---|---|---|---|---|---|---|---|');
+    for (const r of data.rows) {
+      const us = r.primaryCpuPerSubflowUs === undefined ? '—' : `${r.primaryCpuPerSubflowUs.toFixed(0)} µs`;
+      out.push(`| ${r.mode} | ${f1(r.bulk.MBps)} | ${f1(r.bulk.serverCpuS)} | ${f1(r.bulk.clientCpuS)} | ${r.workers && r.mode.startsWith('cluster') ? pct(r.bulk.primaryShare) : '—'} | ${f1(r.connect.perSecond)} | ${f1(r.connect.serverCpuS)} | ${f1(r.connect.clientCpuS)} | ${r.mode.startsWith('cluster') ? pct(r.connect.primaryShare) : '—'} | ${us} |`);
+    }
+    if (data.details?.length) out.push('', ...data.details.map((d) => `- ${d}`));
+    out.push('');
+  }
+
   const notes = new URL('../NOTES.md', import.meta.url);
   if (fs.existsSync(notes)) out.push(fs.readFileSync(notes, 'utf8'));
   fs.writeFileSync(new URL('../RESULTS.md', import.meta.url), out.join('\n') + '\n');

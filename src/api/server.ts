@@ -24,7 +24,8 @@ import { checkAddressList, checkResumeTimeout, coded } from './errors.js';
 import { adopt, bindKeys, type MptlsSocket } from './session.js';
 import { SERVER_DEFAULTS } from '../core/config.js';
 import { countConnections, type ConnectionCounting } from './connections.js';
-import { withMetrics, type ServerMptcpApi } from './metrics.js';
+import { serveFromPrimary, workerIdentity } from './cluster.js';
+import { serverFamilies, withMetrics, type ServerMptcpApi } from './metrics.js';
 
 export type { ServerMptcpInfo } from '../transport/index.js';
 export { metricsContentType, type MetricsOptions, type ServerMptcpApi } from './metrics.js';
@@ -83,7 +84,9 @@ export type MptlsServer<S extends tls.Server = tls.Server> = MptlsServerEvents<M
  * @internal used by createServer and https.createServer
  */
 export function enableMultipath<S extends tls.Server>(server: S, options: ServerOptions): MptlsServer<S> {
-  const mp = options.mptcp ?? {};
+  // A worker of an mptls primary (cluster.ts): its tokens carry its id, its connections come from the primary.
+  const worker = workerIdentity();
+  const mp: MptcpServerOptions = worker ? { ...options.mptcp, workerId: worker.workerId, serverId: options.mptcp?.serverId ?? worker.serverId } : (options.mptcp ?? {});
   checkResumeTimeout(mp.resumeTimeoutMs);
   checkAddressList('announce', mp.announce);
   const tlsListener = server.listeners('connection')[0] as TlsConnectionListener | undefined;
@@ -134,7 +137,9 @@ export function enableMultipath<S extends tls.Server>(server: S, options: Server
       // fingerprints only here: never a throw out of this handler
     }
   });
-  return Object.assign(server, { mptcp: withMetrics(info) }) as unknown as MptlsServer<S>;
+  const api = withMetrics(info);
+  if (worker) serveFromPrimary(server, worker, () => serverFamilies(info));
+  return Object.assign(server, { mptcp: api }) as unknown as MptlsServer<S>;
 }
 
 interface TlsSocketInternals {

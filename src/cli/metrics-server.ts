@@ -20,8 +20,8 @@ export interface MetricsServer {
 }
 
 /** Listens on host:port (0: any free port); rejects when it cannot. */
-export async function startMetricsServer(host: string, port: number, render: () => string): Promise<MetricsServer> {
-  const server = http.createServer((req, res) => {
+export async function startMetricsServer(host: string, port: number, render: () => string | Promise<string>): Promise<MetricsServer> {
+  const server = http.createServer(async (req, res) => {
     const p = (req.url ?? '/').split('?', 1)[0];
     const head = req.method === 'HEAD';
     if (p !== '/metrics') {
@@ -34,7 +34,7 @@ export async function startMetricsServer(host: string, port: number, render: () 
     }
     let text: string;
     try {
-      text = render();
+      text = await render();
     } catch (e) {
       sendText(res, 500, `cannot render the metrics: ${(e as Error).message}`, head);
       return;

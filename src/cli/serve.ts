@@ -11,7 +11,9 @@
 import { once } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
-import { https, type MptcpSocketInfo, type MptcpSubflow, type MptlsSocket } from '../api/index.js';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { cluster, https, type MptcpSocketInfo, type MptcpSubflow, type MptlsSocket } from '../api/index.js';
 import { kernelListenState, kernelSupport } from '../transport/kernel/index.js';
 import { parse, readFileOrUsage, UsageError } from './args.js';
 import { hostPort } from './format.js';
@@ -21,7 +23,7 @@ import { startMetricsServer } from './metrics-server.js';
 import { serveFile } from './static-files.js';
 import { MINIMAL_PAGE, sendStatus } from './status-page.js';
 
-export const HELP = `Usage: mptls serve --cert FILE --key FILE [--port N] [--host H] [--announce ADDR]... [--kernel] [--dir DIR | --status] [--metrics PORT]
+export const HELP = `Usage: mptls serve --cert FILE --key FILE [--port N] [--host H] [--announce ADDR]... [--kernel] [--dir DIR | --status] [--metrics PORT] [--workers N]
 
 Serves HTTPS on one port to multipath clients (mptls, userspace transport) and
 plain TLS clients alike; with --kernel to Linux kernel MPTCP clients too.
@@ -54,6 +56,12 @@ plain TLS clients alike; with --kernel to Linux kernel MPTCP clients too.
                     port, printed)
   --metrics-host H  the metrics address instead of 127.0.0.1 (they show every
                     connection's addresses and tokens: keep them private)
+  --workers N       N processes (0 = one per core; default 1): this one owns
+                    the port and hands each new TCP connection to a worker,
+                    every join to the worker that owns its connection (the
+                    worker id is in its token); a worker that dies is
+                    replaced (its connections are gone); --metrics then
+                    shows every worker's, labelled worker="ID"
   -q, --quiet       no access log on stderr
   -h, --help        this help
 
@@ -77,6 +85,7 @@ export async function serveCommand(args: string[], o: Out, signal: AbortSignal |
     metrics: { type: 'string' },
     'metrics-host': { type: 'string' },
     quiet: { type: 'boolean', short: 'q' },
+    workers: { type: 'string' },
   });
   if (!values.cert || !values.key) throw new UsageError('--cert and --key are required');
   if (values.status && values.dir !== undefined) throw new UsageError('--status and --dir exclude each other');
@@ -102,6 +111,8 @@ export async function serveCommand(args: string[], o: Out, signal: AbortSignal |
   if (metricsPort !== undefined && (!/^\d+$/.test(values.metrics ?? '') || metricsPort > 65535)) throw new UsageError(`bad --metrics port ${values.metrics}`);
   if (values['metrics-host'] !== undefined && metricsPort === undefined) throw new UsageError('--metrics-host needs --metrics PORT');
   const metricsHost = values['metrics-host'] ?? '127.0.0.1';
+  const workers = values.workers === undefined ? 1 : /^\d+$/.test(values.workers) ? Number(values.workers) : NaN;
+  if (!Number.isInteger(workers) || workers > 256) throw new UsageError(`bad --workers ${values.workers} (0 = one per core, at most 256)`);
   const kernel = values.kernel ?? false;
   if (kernel) {
     const k = kernelSupport();
@@ -109,6 +120,12 @@ export async function serveCommand(args: string[], o: Out, signal: AbortSignal |
       o.err(`mptls serve: --kernel: kernel MPTCP is ${k.reason ?? 'unavailable'}`);
       return EXIT_ERROR;
     }
+  }
+
+  const worker = cluster.workerIdentity();
+  const processes = workers === 0 ? os.availableParallelism() : workers;
+  if (processes > 1 && !worker) {
+    return servePrimary({ port, host, processes, kernel, args, metricsHost, metricsPort, root, statusPage, announce }, o, signal);
   }
 
   const server = https.createServer({ cert, key, mptcp: { announce, ...(kernel ? { kernel: true } : {}) } }, (req, res) => {
@@ -182,6 +199,12 @@ export async function serveCommand(args: string[], o: Out, signal: AbortSignal |
     const grace = new Promise<void>((resolve) => setTimeout(resolve, 2000).unref());
     await Promise.race([closed, grace]);
   };
+  if (worker) {
+    // A worker of `--workers N`: the primary owns the port, prints, serves the metrics and stops it.
+    await untilStopped(signal, true);
+    await stopServer();
+    return EXIT_OK;
+  }
   if (kernel) {
     // listenKernel falls back to a plain TCP listener when the kernel refuses the socket: not what --kernel asked.
     const k = kernelListenState(server);
@@ -212,22 +235,92 @@ export async function serveCommand(args: string[], o: Out, signal: AbortSignal |
   return EXIT_OK;
 }
 
-/** Resolves when `signal` aborts, or without one on the process's first SIGINT or SIGTERM. */
-async function untilStopped(signal: AbortSignal | undefined): Promise<void> {
+/**
+ * Resolves when `signal` aborts, or without one on the process's first
+ * SIGINT or SIGTERM; a worker (`asWorker`) also when its primary goes away
+ * (the IPC channel closes), and ignores SIGINT (a terminal's ^C reaches the
+ * whole process group: the primary stops the workers itself).
+ */
+async function untilStopped(signal: AbortSignal | undefined, asWorker = false): Promise<void> {
   let ownSignal: AbortController | undefined;
   if (!signal) {
     ownSignal = new AbortController();
     signal = ownSignal.signal;
   }
   const stop = () => ownSignal?.abort();
+  const ignore = () => {};
   if (ownSignal) {
-    process.once('SIGINT', stop);
+    process.once('SIGINT', asWorker ? ignore : stop);
     process.once('SIGTERM', stop);
+    if (asWorker) process.once('disconnect', stop);
   }
   try {
     if (!signal.aborted) await once(signal, 'abort');
   } finally {
     process.removeListener('SIGINT', stop);
+    process.removeListener('SIGINT', ignore);
     process.removeListener('SIGTERM', stop);
+    process.removeListener('disconnect', stop);
   }
+}
+
+interface PrimaryPlan {
+  port: number;
+  host: string;
+  processes: number;
+  kernel: boolean;
+  args: string[];
+  metricsHost: string;
+  metricsPort: number | undefined;
+  root: string | undefined;
+  statusPage: boolean;
+  announce: string[];
+}
+
+/** `--workers N`: this process owns the port and dispatches; N workers (this CLI, same arguments) serve. */
+async function servePrimary(plan: PrimaryPlan, o: Out, signal: AbortSignal | undefined): Promise<number> {
+  let primary: cluster.ClusterPrimary;
+  try {
+    primary = await cluster.primary({
+      port: plan.port,
+      host: plan.host,
+      workers: plan.processes,
+      kernel: plan.kernel,
+      exec: fileURLToPath(new URL('../../bin/mptls.js', import.meta.url)),
+      args: ['serve', ...plan.args],
+    });
+  } catch (e) {
+    o.err(`mptls serve: cannot listen on ${hostPort(plan.host, plan.port)}: ${describeError(e)}`);
+    return EXIT_ERROR;
+  }
+  primary.on('exit', (w: cluster.ClusterWorker, code: number | null, sig: string | null, replaced: boolean) =>
+    o.err(`mptls serve: worker ${w.id} exited (${sig ?? `code ${code}`}); its connections are gone${replaced ? '; starting a new one' : ''}`),
+  );
+  primary.on('error', (e: Error) => o.err(`mptls serve: ${describeError(e)}`));
+  if (plan.kernel) {
+    const k = kernelListenState(primary.server);
+    if (k?.mode !== 'kernel') {
+      o.err(`mptls serve: --kernel: could not listen with kernel MPTCP: ${k?.fallbackReason ?? 'unknown reason'}`);
+      await primary.close();
+      return EXIT_ERROR;
+    }
+  }
+  let metrics: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
+  if (plan.metricsPort !== undefined) {
+    try {
+      metrics = await startMetricsServer(plan.metricsHost, plan.metricsPort, () => primary.metrics());
+    } catch (e) {
+      o.err(`mptls serve: cannot listen for --metrics on ${hostPort(plan.metricsHost, plan.metricsPort)}: ${describeError(e)}`);
+      await primary.close();
+      return EXIT_ERROR;
+    }
+  }
+  const addr = primary.address;
+  o.out(`listening on https://${hostPort(addr.address, addr.port)}/`);
+  if (metrics) o.out(`metrics on http://${hostPort(metrics.address, metrics.port)}/metrics`);
+  const what = plan.root !== undefined ? `serving ${plan.root}` : plan.statusPage ? 'status page at / and /status.json (per worker)' : 'minimal page at / (no status page: --status)';
+  o.out(`  ${what}; ${plan.processes} workers (joins routed to the worker whose id their token carries); ${plan.kernel ? 'userspace and Linux kernel MPTCP' : 'userspace multipath'} and plain TLS on the same port`);
+  await untilStopped(signal);
+  await Promise.all([primary.close(), metrics?.close()]);
+  return EXIT_OK;
 }

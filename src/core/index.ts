@@ -18,6 +18,8 @@ export {
   ServerIdTokenAllocator,
   KeyedPermutation,
   serverIdOfToken,
+  workerIdOfToken,
+  WorkerTokenAllocator,
   type TokenAllocator,
   type RandomSource,
 } from './token.js';

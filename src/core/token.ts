@@ -112,7 +112,58 @@ export class ServerIdTokenAllocator implements TokenAllocator {
   }
 }
 
-/** The server id a `ServerIdTokenAllocator` token carries. */
+/** The server id a `ServerIdTokenAllocator` (or `WorkerTokenAllocator` with a host id) token carries. */
 export function serverIdOfToken(token: number): number {
   return token >>> 24;
+}
+
+/**
+ * Tokens of one worker of a multi-process server (cluster mode): the worker
+ * id (0..255) in bits 23..16, so the process that owns the listening port
+ * routes a join to its worker by one byte (the second of the token). With a
+ * host id (`serverId`, 0..255) bits 31..24 carry it, as a
+ * `ServerIdTokenAllocator`'s do, and a load balancer in front of several
+ * hosts routes by the first byte: the low 16 bits come from a keyed 16-bit
+ * permutation of a counter (2^16 distinct tokens per worker before the
+ * live-token table is consulted). Without one, bits 31..24 and 15..0 come
+ * from a keyed 24-bit permutation (2^24).
+ */
+export class WorkerTokenAllocator implements TokenAllocator {
+  readonly description: string;
+  private readonly perm: KeyedPermutation;
+  private readonly span: number;
+  private counter: number;
+  constructor(
+    readonly workerId: number,
+    readonly hostId: number | undefined,
+    random: RandomSource,
+  ) {
+    const byte = (v: number | undefined) => Number.isInteger(v) && v! >= 0 && v! <= 255;
+    if (!byte(workerId)) throw new RangeError(`workerId must be an integer 0..255, got ${workerId}`);
+    if (hostId !== undefined && !byte(hostId)) throw new RangeError(`serverId must be an integer 0..255, got ${hostId}`);
+    const bits = hostId === undefined ? 24 : 16;
+    this.span = 2 ** bits;
+    this.description =
+      hostId === undefined
+        ? `worker id ${workerId} in bits 23..16, a 24-bit permutation in bits 31..24 and 15..0`
+        : `server id ${hostId} in bits 31..24, worker id ${workerId} in bits 23..16, 16-bit permutation below`;
+    this.perm = new KeyedPermutation(bits, random(16));
+    const start = random(3);
+    this.counter = ((start[0] << 16) | (start[1] << 8) | start[2]) % this.span;
+  }
+  allocate(inUse: (token: number) => boolean): number | null {
+    for (let i = 0; i < 1024; i++) {
+      const p = this.perm.permute(this.counter);
+      this.counter = (this.counter + 1) % this.span;
+      const high = this.hostId ?? p >>> 16;
+      const t = ((high << 24) | (this.workerId << 16) | (p & 0xffff)) >>> 0;
+      if (t !== 0 && !inUse(t)) return t;
+    }
+    return null;
+  }
+}
+
+/** The worker id a `WorkerTokenAllocator` token carries (its second byte). */
+export function workerIdOfToken(token: number): number {
+  return (token >>> 16) & 0xff;
 }

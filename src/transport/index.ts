@@ -14,4 +14,5 @@ export { MultipathStream, MptcpClosedError, NoMultipathError } from './userspace
 export { kernelClient } from './kernel/client.js';
 export { kernelServer } from './kernel/server.js';
 export { KernelInfo, type KernelMode, type KernelSubflow } from './kernel/info.js';
-export { KernelMptcpUnavailableError } from './kernel/socket.js';
+export { KernelMptcpUnavailableError, useKernelListener } from './kernel/socket.js';
+export { Dispatcher, classify, type DispatchWorker, type DispatcherOptions } from './userspace/dispatch.js';

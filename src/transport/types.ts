@@ -169,6 +169,11 @@ export interface TransportServerOptions {
   maxSubflows?: number;
   /** 0..255: put this id in the top 8 bits of every token (load balancers). */
   serverId?: number;
+  /**
+   * 0..255: put this id in bits 23..16 of every token (cluster mode: the
+   * primary routes a join to its worker by it). Set by cluster mode itself.
+   */
+  workerId?: number;
   /** Key modes accepted (default ['external']). */
   keyModes?: KeyMode[];
   limits?: Partial<ConnectionLimits>;

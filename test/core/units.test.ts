@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import { Assembler } from '../../src/core/assembler.js';
 import { SendBuffer } from '../../src/core/send-buffer.js';
-import { KeyedPermutation, RandomTokenAllocator, ServerIdTokenAllocator, serverIdOfToken } from '../../src/core/token.js';
+import { KeyedPermutation, RandomTokenAllocator, ServerIdTokenAllocator, serverIdOfToken, WorkerTokenAllocator, workerIdOfToken } from '../../src/core/token.js';
 import { MinRttScheduler, RedundantScheduler, RoundRobinScheduler, type SchedSubflow } from '../../src/core/scheduler.js';
 import { seededBytes, mulberry32 } from '../support/random.js';
 
@@ -278,5 +278,69 @@ describe('Assembler: the out-of-order queue tail (OFOQueueTail)', () => {
     expect(a.insert(12288, new Uint8Array(4096)).atTail).toBe(true);
     expect(a.insert(8192, new Uint8Array(4096)).atTail).toBe(false);
     expect(a.insert(0, new Uint8Array(4096)).outOfOrder).toBe(false);
+  });
+});
+
+describe('WorkerTokenAllocator (cluster mode)', () => {
+  it('puts the worker id in bits 23..16 and the host id in 31..24; distinct tokens; a fresh key gives other tokens', () => {
+    const rnd = (seed: number) => {
+      const r = mulberry32(seed);
+      return (n: number) => Uint8Array.from({ length: n }, () => Math.floor(r() * 256));
+    };
+    const a = new WorkerTokenAllocator(3, 7, rnd(1));
+    const seen = new Set<number>();
+    for (let i = 0; i < 5000; i++) {
+      const t = a.allocate(() => false)!;
+      expect(workerIdOfToken(t)).toBe(3);
+      expect(serverIdOfToken(t)).toBe(7);
+      seen.add(t);
+    }
+    expect(seen.size).toBe(5000);
+    const noHost = new WorkerTokenAllocator(200, undefined, rnd(2));
+    const tops = new Set<number>();
+    for (let i = 0; i < 1000; i++) {
+      const t = noHost.allocate(() => false)!;
+      expect(workerIdOfToken(t)).toBe(200);
+      tops.add(t >>> 24);
+    }
+    expect(tops.size).toBeGreaterThan(100); // the top byte is permuted too without a host id
+    const again = new WorkerTokenAllocator(3, 7, rnd(3));
+    const overlap = Array.from({ length: 1000 }, () => again.allocate(() => false)!).filter((t) => seen.has(t)).length;
+    expect(overlap).toBeLessThan(200); // a restarted worker (fresh key) does not replay the old sequence
+    expect(() => new WorkerTokenAllocator(256, undefined, rnd(4))).toThrow(RangeError);
+    expect(() => new WorkerTokenAllocator(0, 256, rnd(4))).toThrow(RangeError);
+  });
+});
+
+describe('stall timeout', () => {
+  it('doubles after each spurious stall (up to 8×, capped at maxStallMs); a path the kernel shows delivering is no stall', async () => {
+    const { Subflow } = await import('../../src/core/subflow.js');
+    const { stallDeadline } = await import('../../src/core/connection/timers.js');
+    const sf = new Subflow(1, 'established', { initial: true, localAddressId: 0, remoteAddressId: 0, backup: false, path: {}, now: 0 });
+    sf.sampleRtt(20);
+    const base = sf.stallTimeout(100, 2000, 1000);
+    expect(base).toBe(100);
+    sf.stallBackoff = 2;
+    expect(sf.stallTimeout(100, 2000, 1000)).toBe(200);
+    sf.stallBackoff = 8;
+    expect(sf.stallTimeout(100, 150, 1000)).toBe(150);
+    sf.stallBackoff = 1;
+    // A stale subflow that recovers by itself: each time, twice the timeout, at most 8×.
+    const { Connection } = await import('../../src/core/connection/index.js');
+    const fake = { resume: { parkedSince: undefined, seeking: true }, mib: { inc() {} } };
+    for (const want of [2, 4, 8, 8]) {
+      sf.stale = true;
+      Connection.prototype.recover.call(fake, sf);
+      expect(sf.stale).toBe(false);
+      expect(sf.stallBackoff).toBe(want);
+    }
+    sf.stallBackoff = 1;
+    // Something unacked since t = 0: stalled at 100 ms, unless the path was seen alive later.
+    sf.sentBytes = 1000;
+    sf.outstanding.push({ start: 0, end: 1000, subflowEnd: 1000, sentAt: 0, reinjected: false });
+    const c = { timers: { minStallMs: 100, maxStallMs: 2000, initialStallMs: 1000 } } as unknown as Parameters<typeof stallDeadline>[0];
+    expect(stallDeadline(c, sf)).toBe(100);
+    sf.pathAliveAt = 500;
+    expect(stallDeadline(c, sf)).toBe(600);
   });
 });

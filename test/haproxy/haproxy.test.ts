@@ -243,13 +243,13 @@ interface Haproxy {
 }
 
 /** `haproxy -f cfg -db`, spawned asynchronously; resolves once its frontend accepts connections. */
-async function startHaproxy(backendPorts: number[], tokenRouting: boolean): Promise<Haproxy> {
+async function startHaproxy(backendPorts: number[], tokenRouting: boolean, ids: readonly number[] = IDS): Promise<Haproxy> {
   let lastError = '';
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mptls-haproxy-'));
     const cfg = path.join(dir, 'haproxy.cfg');
-    fs.writeFileSync(cfg, haproxyConfig({ listen: `127.0.0.1:${port}`, backends: IDS.map((id, i) => ({ id, host: '127.0.0.1', port: backendPorts[i] })), tokenRouting }));
+    fs.writeFileSync(cfg, haproxyConfig({ listen: `127.0.0.1:${port}`, backends: ids.map((id, i) => ({ id, host: '127.0.0.1', port: backendPorts[i] })), tokenRouting }));
     const child: ChildProcess = spawn(HAPROXY, ['-f', cfg, '-db'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout!.on('data', (d) => (out += d));
@@ -571,5 +571,64 @@ describe.skipIf(!HAVE_HAPROXY)('through a real HAProxy: 3 mptls servers, serverI
     } finally {
       await stop(hp);
     }
+  });
+});
+
+// ------------------------------------------- two multi-worker hosts behind HAProxy
+
+describe.skipIf(!HAVE_HAPROXY)('through a real HAProxy: two cluster-mode hosts (serverId 1 and 2, 2 workers each)', () => {
+  const APP = fileURLToPath(new URL('../support/cluster-app.mjs', import.meta.url));
+  const children: ChildProcess[] = [];
+  let hp: Haproxy | undefined;
+
+  afterAll(async () => {
+    await hp?.stop();
+    for (const c of children) c.stdin?.end();
+    await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : undefined)));
+  });
+
+  /** `cluster-app.mjs 2 ID`: resolves with its port once its workers listen. */
+  function host(id: number): Promise<number> {
+    const c = spawn(process.execPath, [APP, '2', String(id)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    children.push(c);
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`host ${id} did not start`)), 15_000);
+      c.stdout!.once('data', (d: Buffer) => {
+        clearTimeout(t);
+        resolve((JSON.parse(d.toString().split('\n')[0]) as { port: number }).port);
+      });
+    });
+  }
+
+  it('20 two-path clients: HAProxy routes each join by the host byte, the primary by the worker byte: every second subflow established, all four workers used', async () => {
+    const ports = [await host(1), await host(2)];
+    hp = await startHaproxy(ports, true, [1, 2]);
+    const { https } = await import('../../src/api/index.js');
+    const { fixtures } = await import('../support/fixtures.mjs');
+    const infos = await Promise.all(
+      Array.from(
+        { length: 20 },
+        () =>
+          new Promise<{ mode: string; token: number; subflows: number; worker: number }>((resolve, reject) => {
+            const agent = new https.Agent({ keepAlive: false, mptcp: { localAddresses: LOCALS } });
+            https
+              .get(`https://127.0.0.1:${hp!.port}/info`, { ca: fixtures.ca, agent }, (res) => {
+                let b = '';
+                res.on('data', (d: Buffer) => (b += d.toString()));
+                res.on('end', () => resolve(JSON.parse(b)));
+              })
+              .on('error', reject);
+          }),
+      ),
+    );
+    const seen = new Set<string>();
+    for (const i of infos) {
+      expect(i.mode).toBe('userspace');
+      expect(i.subflows).toBe(2);
+      expect([1, 2]).toContain(i.token >>> 24);
+      expect((i.token >>> 16) & 0xff).toBe(i.worker);
+      seen.add(`${i.token >>> 24}/${i.worker}`);
+    }
+    expect(seen).toEqual(new Set(['1/0', '1/1', '2/0', '2/1']));
   });
 });

@@ -6,7 +6,7 @@
  */
 import type net from 'node:net';
 import { Endpoint } from '../../core/endpoint.js';
-import { ServerIdTokenAllocator } from '../../core/token.js';
+import { ServerIdTokenAllocator, WorkerTokenAllocator } from '../../core/token.js';
 import { randomBytes } from '../../crypto/random.js';
 import type { KeyBinding, OpenedConnection, ServerHandlers, ServerTransport, TransportConnection, TransportServerOptions } from '../types.js';
 import { Acceptor } from './acceptor.js';
@@ -114,7 +114,12 @@ export function userspaceServer(options: TransportServerOptions = {}, extras: Us
       const endpoint = new Endpoint({
         random,
         acceptModes: mp.keyModes ?? ['external'],
-        tokenAllocator: mp.serverId !== undefined ? new ServerIdTokenAllocator(mp.serverId, random) : undefined,
+        tokenAllocator:
+          mp.workerId !== undefined
+            ? new WorkerTokenAllocator(mp.workerId, mp.serverId, random)
+            : mp.serverId !== undefined
+              ? new ServerIdTokenAllocator(mp.serverId, random)
+              : undefined,
         maxConnections: mp.maxConnections,
         maxPendingJoins: mp.maxPendingJoins,
         maxPendingJoinsPerSource: mp.maxPendingJoinsPerSource,
