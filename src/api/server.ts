@@ -172,7 +172,8 @@ function serveMultipath(server: tls.Server, options: ServerOptions, c: OpenedCon
     // 'h2' on a copy of the options, never on ours.
     ALPNProtocols: srv.ALPNProtocols ?? options.ALPNProtocols,
     ALPNCallback: srv.ALPNCallback,
-    SNICallback: options.SNICallback,
+    // node:tls's default SNICallback (the contexts of server.addContext) is internal: the same, here.
+    SNICallback: options.SNICallback ?? ((servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) => cb(null, contextFor(server, servername))),
     pauseOnConnect: srv.pauseOnConnect,
   } as tls.TLSSocketOptions)) as MptlsSocket;
   if (server.listenerCount('keylog') > 0) socket.on('keylog', (line: Buffer) => server.emit('keylog', line, socket));
@@ -244,6 +245,13 @@ function serveMultipath(server: tls.Server, options: ServerOptions, c: OpenedCon
     void socket.localAddress;
     return !socket.destroyed && internals._releaseControl();
   };
+}
+
+/** The context `server.addContext(pattern, …)` gave for `servername` (the last match, as node:tls), or undefined. */
+function contextFor(server: tls.Server, servername: string): tls.SecureContext | undefined {
+  const contexts = (server as unknown as { _contexts?: [RegExp, tls.SecureContext][] })._contexts ?? [];
+  for (let i = contexts.length - 1; i >= 0; i--) if (contexts[i][0].test(servername)) return contexts[i][1];
+  return undefined;
 }
 
 /** Like `tls.createServer`, plus `options.mptcp`. */

@@ -22,7 +22,7 @@ import { connect, createServer, http2, https, type MptlsSocket } from '../../src
 import { ffiStatus, getsockoptInt } from '../../src/transport/kernel/ffi.js';
 import type { UserspaceInfo } from '../../src/transport/index.js';
 import { IMPLS, pair, type Impl } from '../support/parity.js';
-import { fixturePath } from '../support/fixtures.mjs';
+import { fixture, fixturePath } from '../support/fixtures.mjs';
 import { close, fixtures, listen, until } from '../support/servers.js';
 
 const TWO_PATHS = { localAddresses: ['127.0.0.1', '127.0.0.2'] };
@@ -273,6 +273,24 @@ describe('§5 secureConnecting and HTTP/2', () => {
     }
     expect(results.node).toEqual({ ok: 100, subflows: 1, alpn: 'h2' });
     expect(results.mptls).toEqual({ ok: 100, subflows: 2, alpn: 'h2' });
+  });
+});
+
+describe('SNI', () => {
+  it('server.addContext() serves its certificate to a client that asks for that name, as node:tls does', async () => {
+    const got: Record<Impl, string | undefined> = {} as never;
+    for (const impl of IMPLS) {
+      const srv = server(impl, (s) => s.on('error', () => {}));
+      srv.addContext('other.test', { key: fixture('other-server.key'), cert: fixture('other-server.pem') });
+      const port = await listen(srv);
+      const c = client(impl, port, { servername: 'other.test', rejectUnauthorized: false });
+      await secure(c, impl);
+      got[impl] = (c.getPeerCertificate() as { fingerprint256?: string }).fingerprint256;
+      c.destroy();
+      await close(srv);
+    }
+    expect(got.node).toBeDefined();
+    expect(got.mptls).toBe(got.node);
   });
 });
 
