@@ -342,5 +342,8 @@ describe('stall timeout', () => {
     expect(stallDeadline(c, sf)).toBe(100);
     sf.pathAliveAt = 500;
     expect(stallDeadline(c, sf)).toBe(600);
+    // …but not for ever: a TCP-terminating middlebox ACKs what it never forwards.
+    sf.pathAliveAt = 60_000;
+    expect(stallDeadline(c, sf)).toBe(4 * 2000 + 100);
   });
 });

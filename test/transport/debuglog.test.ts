@@ -133,7 +133,11 @@ function runChild(env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--input-type=module', '-e', CHILD], {
       cwd: ROOT,
-      env: { ...env, MPTLS_ROOT: pathToFileURL(ROOT).href },
+      // MPTLS_NO_TCPINFO: the stall this child provokes is a receiver that stops
+      // reading; with the kernel's TCP_INFO the transport (rightly) sees that
+      // path deliver and declares no stall. Without it the stall timer is the
+      // core's alone, and the trace lines for a stall and its reinjection show.
+      env: { ...env, MPTLS_ROOT: pathToFileURL(ROOT).href, MPTLS_NO_TCPINFO: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

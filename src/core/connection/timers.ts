@@ -47,6 +47,9 @@ export function staleDeadline(c: Connection): number {
   return latest === -Infinity ? Infinity : latest + c.timers.userTimeoutMs;
 }
 
+/** How many maxStallMs the kernel's evidence of a delivering path may defer a stall. */
+export const PATH_GRACE = 4;
+
 export function stallDeadline(c: Connection, s: Subflow): number {
   if (!s.established || s.stale || s.sentBytes === s.ackedBytes) return Infinity;
   let oldest = Infinity;
@@ -57,7 +60,11 @@ export function stallDeadline(c: Connection, s: Subflow): number {
     }
   }
   if (oldest === Infinity) return Infinity;
-  return Math.max(s.lastProgress, s.pathAliveAt, oldest) + s.stallTimeout(c.timers.minStallMs, c.timers.maxStallMs, c.timers.initialStallMs);
+  // The kernel's word that the path delivers defers a stall, for at most
+  // PATH_GRACE × maxStallMs past the oldest unacknowledged frame: a
+  // TCP-terminating middlebox ACKs what it will never forward.
+  const alive = Math.min(s.pathAliveAt, oldest + PATH_GRACE * c.timers.maxStallMs);
+  return Math.max(s.lastProgress, alive, oldest) + s.stallTimeout(c.timers.minStallMs, c.timers.maxStallMs, c.timers.initialStallMs);
 }
 
 export const Timer = { Establish: 0, UserTimeout: 1, Resume: 2, Rejoin: 3, DataFin: 4, Subflows: 5 } as const;
