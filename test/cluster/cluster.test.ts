@@ -4,7 +4,8 @@
  *     primary, `https.createServer(…).listen()` in each worker): 20 two-path
  *     clients, every second subflow established at the worker that owns the
  *     connection (the worker id is the second byte of its token), 0 refused,
- *     1 MiB bodies intact, both workers used; plain TLS (node:https, curl -k)
+ *     1 MiB bodies intact, both workers used; a parked connection (every
+ *     subflow killed) resumes at its own worker; plain TLS (node:https, curl -k)
  *     through the same port; a worker killed mid-test ends only its own
  *     connections, its joins are refused by the primary and counted
  *     (MPJoinNoTokenFound), the other worker's connections carry on; a
@@ -137,6 +138,21 @@ describe('cluster mode, the library API: cluster.primary + createServer().listen
     expect(stats.noWorker).toBe(0);
     expect(counters.MPJoinNoTokenFound).toBe(0);
     for (const c of clients) c.close();
+  });
+
+  it('a parked connection resumes at its own worker: every subflow killed, the re-joins reach the worker that owns it', async () => {
+    const c = client(p.port);
+    const before = await c.info();
+    const sock = c.socket!;
+    const restored = new Promise<void>((r) => sock.once('paths-restored', () => r()));
+    const info = sock.mptcp as unknown as { subflows(): { id: number }[]; driver: { socketOf(id: number): { destroy(): void } | undefined } };
+    for (const f of info.subflows()) info.driver.socketOf(f.id)?.destroy();
+    await restored;
+    const after = await c.info();
+    expect(after.pid).toBe(before.pid);
+    expect(after.token).toBe(before.token);
+    expect(after.subflows).toBeGreaterThanOrEqual(1);
+    c.close();
   });
 
   it('plain TLS clients (node:https, curl -k) are served through the same port', async () => {
