@@ -8,3 +8,4 @@ export type { MptcpMode, MptcpPathState, MptcpSocketInfo, MptcpSubflow } from '.
 export type { MptcpSubflowDown } from './session.js';
 export { haproxyConfig, HaproxyConfigError, type HaproxyConfigOptions, type HaproxyBackend } from './haproxy.js';
 export * as undici from './undici.js';
+export { createProxyServer, PROXY_DEFAULTS, type ProxyOptions, type ProxyServer, type ProxyStats, type ProxyRefusal, type ProxyLookup, type ProxyTunnel, type ProxyTunnelSummary } from './proxy.js';

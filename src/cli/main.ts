@@ -14,6 +14,7 @@ import { UsageError } from './args.js';
 import * as get from './get.js';
 import * as haproxy from './haproxy-config.js';
 import * as info from './info.js';
+import * as proxy from './proxy.js';
 import { describeError, EXIT_ERROR, EXIT_OK, EXIT_USAGE, makeOut, type CliIo, type Out, version } from './io.js';
 import * as serve from './serve.js';
 
@@ -49,6 +50,7 @@ const COMMANDS: ReadonlyMap<string, Command> = new Map<string, Command>([
   ['get', { help: get.HELP, run: (args, o) => get.getCommand(args, o) }],
   ['info', { help: info.HELP, run: (args, o) => info.infoCommand(args, o) }],
   ['haproxy-config', { help: haproxy.HELP, run: (args, o) => haproxy.haproxyConfigCommand(args, o) }],
+  ['proxy', { help: proxy.HELP, run: (args, o, io) => proxy.proxyCommand(args, o, io.signal) }],
 ]);
 
 const USAGE = `Usage: mptls <command> [options]
@@ -60,6 +62,7 @@ Commands:
   info    what this host supports (kernel MPTCP, sysctls, koffi, transports)
   haproxy-config
           an haproxy.cfg (mode tcp) that routes joins by their token's server id
+  proxy   an HTTP CONNECT proxy over multipath for any TCP application (--allow required)
   help    help on a command
 
 Options:
