@@ -1,12 +1,12 @@
 // npm run bench: every scenario runs mptls and its baselines in the same run.
 // Writes bench/results/<date>.json and regenerates bench/RESULTS.md.
-//   node bench/run.mjs [--only loopback,handshake,memory,netns,outage,cluster] [--quick]
+//   node bench/run.mjs [--only loopback,handshake,memory,netns,outage,cluster,tunnel] [--quick]
 import fs from 'node:fs';
 import { machine, gitRev } from './lib/common.mjs';
 import { writeResultsMd } from './lib/report.mjs';
 
 const args = process.argv.slice(2);
-const only = args.includes('--only') ? args[args.indexOf('--only') + 1].split(',') : ['loopback', 'handshake', 'memory', 'netns', 'outage', 'cluster'];
+const only = args.includes('--only') ? args[args.indexOf('--only') + 1].split(',') : ['loopback', 'handshake', 'memory', 'netns', 'outage', 'cluster', 'tunnel'];
 const quick = args.includes('--quick');
 const results = { date: new Date().toISOString(), command: `node bench/run.mjs ${args.join(' ')}`.trim(), commit: gitRev(), machine: machine(), scenarios: {} };
 
@@ -41,6 +41,12 @@ if (only.includes('cluster')) {
   log('7. cluster mode: one process, 1 worker, 2 workers (issue 16)');
   const { clusterBench } = await import('./cluster.mjs');
   results.scenarios.cluster = await clusterBench({ seconds: quick ? 3 : 8 });
+}
+
+if (only.includes('tunnel')) {
+  log('8. mptls tunnel + proxy for any TCP application, against plain TCP and mptcpize (issue 17)');
+  const { tunnelBench } = await import('./tunnel.mjs');
+  results.scenarios.tunnel = await tunnelBench({ runs: quick ? 1 : 3 });
 }
 
 fs.mkdirSync(new URL('./results/', import.meta.url), { recursive: true });

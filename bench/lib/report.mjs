@@ -138,6 +138,17 @@ export function writeResultsMd() {
     out.push('');
   }
 
+  if (L.tunnel) {
+    const { run, data, file } = L.tunnel;
+    out.push('## 8. Any TCP application: mptls tunnel + proxy (issue 17)', '', header(run, file), data.note ?? '', '');
+    if (data.rows) {
+      const base = data.rows.find((r) => r.kind === 'tcp')?.mbit;
+      out.push('| path | Mbit/s | vs one path | intact runs |', '|---|---|---|---|');
+      for (const r of data.rows) out.push(`| ${r.title} | ${f1(r.mbit)} | ${base ? pct(r.mbit / base) : '—'} | ${r.intact}/${r.runs.length} |`);
+    }
+    out.push('');
+  }
+
   const notes = new URL('../NOTES.md', import.meta.url);
   if (fs.existsSync(notes)) out.push(fs.readFileSync(notes, 'utf8'));
   fs.writeFileSync(new URL('../RESULTS.md', import.meta.url), out.join('\n') + '\n');

@@ -9,3 +9,4 @@ export type { MptcpSubflowDown } from './session.js';
 export { haproxyConfig, HaproxyConfigError, type HaproxyConfigOptions, type HaproxyBackend } from './haproxy.js';
 export * as undici from './undici.js';
 export { createProxyServer, PROXY_DEFAULTS, type ProxyOptions, type ProxyServer, type ProxyStats, type ProxyRefusal, type ProxyLookup, type ProxyTunnel, type ProxyTunnelSummary } from './proxy.js';
+export { createTunnel, Tunnel, TunnelError, DEFAULT_TUNNEL_CONNECT_TIMEOUT_MS, type TunnelOptions, type TunnelForward, type TunnelSocks, type TunnelTarget, type TunnelStats, type TunnelEvent, type TunnelCloseEvent, type TunnelFailureEvent, type TunnelListenerAddress, type TunnelConnectionInfo, type TunnelErrorKind } from './tunnel.js';

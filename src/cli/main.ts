@@ -17,6 +17,7 @@ import * as info from './info.js';
 import * as proxy from './proxy.js';
 import { describeError, EXIT_ERROR, EXIT_OK, EXIT_USAGE, makeOut, type CliIo, type Out, version } from './io.js';
 import * as serve from './serve.js';
+import * as tunnel from './tunnel.js';
 
 export {
   EXIT_CERT,
@@ -51,6 +52,7 @@ const COMMANDS: ReadonlyMap<string, Command> = new Map<string, Command>([
   ['info', { help: info.HELP, run: (args, o) => info.infoCommand(args, o) }],
   ['haproxy-config', { help: haproxy.HELP, run: (args, o) => haproxy.haproxyConfigCommand(args, o) }],
   ['proxy', { help: proxy.HELP, run: (args, o, io) => proxy.proxyCommand(args, o, io.signal) }],
+  ['tunnel', { help: tunnel.HELP, run: (args, o, io) => tunnel.tunnelCommand(args, o, io.signal) }],
 ]);
 
 const USAGE = `Usage: mptls <command> [options]
@@ -63,6 +65,7 @@ Commands:
   haproxy-config
           an haproxy.cfg (mode tcp) that routes joins by their token's server id
   proxy   an HTTP CONNECT proxy over multipath for any TCP application (--allow required)
+  tunnel  any TCP application over multipath to an mptls proxy (-L as ssh, -D SOCKS5)
   help    help on a command
 
 Options:

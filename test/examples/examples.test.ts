@@ -42,6 +42,7 @@ const EXAMPLES: Array<[string, RegExp[]]> = [
   ['examples/got.mjs', [/^client: mode userspace, TLS TLSv1\.3, certificate verified: true$/m, /^POST \/echo -> 200 .*"received":21,"mode":"userspace","subflows":2\}$/m, /^server saw: mode userspace, 2 subflows, 1 connection\(s\)$/m]],
   ['examples/ws.mjs', [/^server -> client: \{"hello":"from the server","mode":"userspace"\}$/m, /^client -> server -> client: echo: hi from the client$/m, /^client -> server: 1 MiB binary, server answered \{"got":1048576,.*"subflows":2\}$/m, /^server saw: mode userspace, 2 subflows$/m]],
   ['examples/express.mjs', [/^GET \/hello -> 200 \{"hello":"from express","secure":true\}$/m, /^GET \/whoami -> 200 \{"mode":"userspace","subflows":\["127\.0\.0\.1:\d+","127\.0\.0\.2:\d+"\]/m, /^server saw: mode userspace, 2 subflows$/m]],
+  ['examples/tunnel.mjs', [/^echoed 4194304 bytes through the tunnel: intact$/m, /^proxy: 1 tunnel\(s\), 4194304 bytes up, 4194304 down; the tunnel used 2 subflows$/m]],
   ['examples/fastify.mjs', [/^GET \/hello -> 200 \{"hello":"from fastify","protocol":"https"\}$/m, /^GET \/whoami -> 200 \{"mode":"userspace","subflows":\["127\.0\.0\.1:\d+","127\.0\.0\.2:\d+"\]/m, /^server saw: mode userspace, 2 subflows$/m]],
 ];
 
