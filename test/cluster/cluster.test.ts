@@ -158,11 +158,13 @@ describe('cluster mode, the library API: cluster.primary + createServer().listen
   it('plain TLS clients (node:https, curl -k) are served through the same port', async () => {
     const nodeHttps = await import('node:https');
     const body = await new Promise<string>((resolve, reject) => {
-      nodeHttps.get(`https://127.0.0.1:${p.port}/info`, { ca: fixtures.ca }, (res) => {
+      const req = nodeHttps.get(`https://127.0.0.1:${p.port}/info`, { ca: fixtures.ca, timeout: 10_000 }, (res) => {
         let b = '';
         res.on('data', (d: Buffer) => (b += d.toString()));
         res.on('end', () => resolve(b));
-      }).on('error', reject);
+      });
+      req.on('timeout', () => req.destroy(new Error('no answer within 10 s')));
+      req.on('error', reject);
     });
     expect((JSON.parse(body) as Info).mode).toBe('fallback');
     const curl = spawnSync('curl', ['-sS', '--cacert', fixturePath('ca.pem'), `https://127.0.0.1:${p.port}/info`], { encoding: 'utf8', timeout: 15_000 });

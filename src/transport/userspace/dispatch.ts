@@ -116,26 +116,26 @@ export class Dispatcher {
     w.chunks = [head];
     const kind = classify(head);
     if (kind === 'more') return;
-    w.socket.pause();
     this.forget(w);
+    const all = stopReading(w.socket, head);
     if (kind === 'join') {
       this.stats.joins++;
       const token = head.readUInt32BE(JOIN_TOKEN_OFFSET);
       const target = this.options.worker(workerIdOfToken(token));
-      if (target) this.handOver(target, w.socket, head);
+      if (target) this.handOver(target, w.socket, all);
       else this.refuseJoin(w.socket);
       return;
     }
     if (kind === 'plain') this.stats.plain++;
     else this.stats.connections++;
-    const all = this.options.workers();
-    if (all.length === 0) {
+    const workers = this.options.workers();
+    if (workers.length === 0) {
       this.stats.dropped++;
       w.socket.destroy();
       return;
     }
-    const target = all[this.next++ % all.length];
-    this.handOver(target, w.socket, head);
+    const target = workers[this.next++ % workers.length];
+    this.handOver(target, w.socket, all);
   }
 
   private handOver(target: DispatchWorker, socket: net.Socket, head: Buffer): void {
@@ -157,6 +157,24 @@ export class Dispatcher {
     socket.end(encodeFrameHead({ options: [{ subtype: 'MP_TCPRST', flags: 0, reason: TcpRstReason.MPTCP_SPECIFIC }] }));
     setTimeout(() => socket.destroy(), 1000).unref();
   }
+}
+
+/**
+ * Stops `socket` reading at its handle (a paused net.Socket may still read
+ * into its own buffer, and those bytes would stay behind in this process when
+ * the handle moves to a worker) and returns `head` with whatever it had
+ * buffered beyond it.
+ */
+function stopReading(socket: net.Socket, head: Buffer): Buffer {
+  socket.pause();
+  const handle = (socket as unknown as { _handle?: { reading?: boolean; readStop?: () => number } })._handle;
+  if (handle?.readStop) {
+    handle.reading = false;
+    handle.readStop();
+  }
+  const more: Buffer[] = [];
+  for (let b = socket.read() as Buffer | null; b; b = socket.read() as Buffer | null) more.push(b);
+  return more.length ? Buffer.concat([head, ...more]) : head;
 }
 
 /**
