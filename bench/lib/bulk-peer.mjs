@@ -1,4 +1,4 @@
-// Child of loopback.mjs. argv: role (server|client) kind (tls|userspace|kernel) [port] [bytes]
+// Child of loopback.mjs. argv: role (server|client) kind (tls|jsduplex|jsduplex-writev|userspace|userspace2|kernel) [port] [bytes]
 process.on("SIGINT", () => process.exit(0));
 // server: listens on 127.0.0.1:0, reports {port}; on a connection, counts bytes until `bytes`, reports {done, cpu}.
 // client: connects, waits for 'go', sends `bytes` with backpressure, reports {sent, cpu}.
@@ -24,11 +24,41 @@ function jsDuplex(sock) {
   sock.on('error', (e) => d.destroy(e));
   return d;
 }
+/**
+ * The best pass-through JS Duplex we can write: large reads straight from the
+ * socket (64 KiB high-water marks), writev corked into one syscall, no
+ * per-chunk callbacks beyond the socket's own. The floor of a JS-stream
+ * transport is the better of this and the plain one above.
+ */
+function jsDuplexWritev(sock) {
+  const d = new Duplex({
+    readableHighWaterMark: 1 << 16,
+    writableHighWaterMark: 1 << 16,
+    read() { sock.resume(); },
+    write(c, e, cb) { if (sock.write(c)) cb(); else sock.once('drain', () => cb()); },
+    writev(chunks, cb) {
+      sock.cork();
+      let ok = true;
+      for (const { chunk } of chunks) ok = sock.write(chunk);
+      sock.uncork();
+      if (ok) cb(); else sock.once('drain', () => cb());
+    },
+    final(cb) { sock.end(); cb(); },
+  });
+  sock.setNoDelay(true);
+  sock.on('data', (x) => { if (!d.push(x)) sock.pause(); });
+  sock.on('end', () => d.push(null));
+  sock.on('error', (e) => d.destroy(e));
+  return d;
+}
+const wrap = (k) => (k === 'jsduplex-writev' ? jsDuplexWritev : jsDuplex);
+const isDuplex = (k) => k === 'jsduplex' || k === 'jsduplex-writev';
 const cpuNow = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
 
 if (role === 'server') {
   let expect = 0, cpu0 = 0, got = 0;
-  process.on('message', (m) => { if (m.expect) { expect = m.expect; got = 0; cpu0 = cpuNow(); } });
+  // Armed only on the driver's word, and says so: the driver sends the client's 'go' after this answer.
+  process.on('message', (m) => { if (m.expect) { expect = m.expect; got = 0; cpu0 = cpuNow(); process.send({ armed: true }); } });
   const onSocket = (s) => {
     s.on('error', () => {});
     s.on('data', (d) => {
@@ -37,16 +67,28 @@ if (role === 'server') {
     });
   };
   const opts = { key: fixtures.key, cert: fixtures.cert };
-  const server = kind === 'jsduplex'
-    ? net.createServer((raw) => { const t = new tls.TLSSocket(jsDuplex(raw), { isServer: true, secureContext: tls.createSecureContext(opts) }); onSocket(t); })
+  const server = isDuplex(kind)
+    ? net.createServer((raw) => { const t = new tls.TLSSocket(wrap(kind)(raw), { isServer: true, secureContext: tls.createSecureContext(opts) }); onSocket(t); })
     : kind === 'tls' ? tls.createServer(opts, onSocket) : createServer({ ...opts, mptcp: { kernel: kind === 'kernel', limits } }, onSocket);
   server.listen(0, '127.0.0.1', () => process.send({ port: server.address().port }));
 } else {
   const port = Number(portArg);
   const o = { host: '127.0.0.1', port, ca: fixtures.ca, servername: 'localhost' };
-  const s = kind === 'jsduplex' ? tls.connect({ ...o, socket: jsDuplex(net.connect(port, '127.0.0.1')) }) : kind === 'tls' ? tls.connect(o) : connect({ ...o, mptcp: kind === 'kernel' ? { transport: 'kernel' } : { localAddresses: ['127.0.0.1'], limits } });
+  const s = isDuplex(kind)
+    ? tls.connect({ ...o, socket: wrap(kind)(net.connect(port, '127.0.0.1')) })
+    : kind === 'tls' ? tls.connect(o)
+    : connect({ ...o, mptcp: kind === 'kernel' ? { transport: 'kernel' } : { localAddresses: kind === 'userspace2' ? ['127.0.0.1', '127.0.0.2'] : ['127.0.0.1'], limits } });
   s.on('error', (e) => { process.send({ error: e.message }); });
-  s.once('secureConnect', () => process.send({ ready: true, mode: s.mptcp?.mode ?? 'tls' }));
+  // Ready once the connection is what it should be (two subflows up for userspace2).
+  s.once('secureConnect', () => {
+    const want = kind === 'userspace2' ? 2 : 1;
+    const check = () => {
+      const up = s.mptcp?.subflows?.().filter((f) => f.state === 'established').length ?? 1;
+      if (kind !== 'userspace2' || up >= want) process.send({ ready: true, mode: s.mptcp?.mode ?? 'tls', subflows: up });
+      else setTimeout(check, 10);
+    };
+    check();
+  });
   const block = Buffer.alloc(1 << 20, 0x5a);
   process.on('message', (m) => {
     if (m !== 'go') return;
