@@ -10,7 +10,8 @@
 import { once } from 'node:events';
 import net from 'node:net';
 import { createProxyServer, isBearerToken, parseAllowPattern, type ProxyServer, type ProxyTunnel, type ProxyTunnelSummary } from '../api/proxy.js';
-import { kernelListenState, kernelSupport } from '../transport/kernel/index.js';
+import { kernelSupport } from '../transport/kernel/index.js';
+import { kernelListening, listenOrReport } from './listen.js';
 import { parse, readFileOrUsage, UsageError } from './args.js';
 import { hostPort } from './format.js';
 import { describeError, EXIT_ERROR, EXIT_OK, type Out } from './io.js';
@@ -166,32 +167,16 @@ export async function proxyCommand(args: string[], o: Out, signal: AbortSignal |
       o.err(`${hostPort(s.remoteAddress, s.remotePort)} TLS error: ${describeError(err)}`);
     });
   }
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.removeListener('error', reject);
-        resolve();
-      });
-    });
-  } catch (e) {
-    o.err(`mptls proxy: cannot listen on ${hostPort(host, port)}: ${describeError(e)}`);
-    return EXIT_ERROR;
-  }
+  if (!(await listenOrReport(server, port, host, o, 'proxy'))) return EXIT_ERROR;
   server.on('error', (e) => o.err(`mptls proxy: ${describeError(e)}`));
   const stop = async () => {
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     const grace = new Promise<void>((resolve) => setTimeout(resolve, 6000).unref());
     await Promise.race([closed, grace]);
   };
-  if (kernel) {
-    // listenKernel falls back to a plain TCP listener when the kernel refuses the socket: not what --kernel asked.
-    const k = kernelListenState(server);
-    if (k?.mode !== 'kernel') {
-      o.err(`mptls proxy: --kernel: could not listen with kernel MPTCP: ${k?.fallbackReason ?? 'unknown reason'}`);
-      await stop();
-      return EXIT_ERROR;
-    }
+  if (kernel && !kernelListening(server, o, 'proxy')) {
+    await stop();
+    return EXIT_ERROR;
   }
   const addr = server.address() as net.AddressInfo;
   o.out(`proxying on https://${hostPort(addr.address, addr.port)}/`);

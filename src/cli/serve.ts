@@ -14,7 +14,8 @@ import net from 'node:net';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { cluster, https, type MptcpSocketInfo, type MptcpSubflow, type MptlsSocket } from '../api/index.js';
-import { kernelListenState, kernelSupport } from '../transport/kernel/index.js';
+import { kernelSupport } from '../transport/kernel/index.js';
+import { kernelListening, listenOrReport } from './listen.js';
 import { parse, readFileOrUsage, UsageError } from './args.js';
 import { hostPort } from './format.js';
 import { describeError, EXIT_ERROR, EXIT_OK, type Out } from './io.js';
@@ -180,18 +181,7 @@ export async function serveCommand(args: string[], o: Out, signal: AbortSignal |
     if (!quiet) o.err(`${hostPort(s.remoteAddress, s.remotePort)} TLS error: ${describeError(err)}`);
   });
 
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.removeListener('error', reject);
-        resolve();
-      });
-    });
-  } catch (e) {
-    o.err(`mptls serve: cannot listen on ${hostPort(host, port)}: ${describeError(e)}`);
-    return EXIT_ERROR;
-  }
+  if (!(await listenOrReport(server, port, host, o, 'serve'))) return EXIT_ERROR;
   server.on('error', (e) => o.err(`mptls serve: ${describeError(e)}`));
   const stopServer = async () => {
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -205,14 +195,9 @@ export async function serveCommand(args: string[], o: Out, signal: AbortSignal |
     await stopServer();
     return EXIT_OK;
   }
-  if (kernel) {
-    // listenKernel falls back to a plain TCP listener when the kernel refuses the socket: not what --kernel asked.
-    const k = kernelListenState(server);
-    if (k?.mode !== 'kernel') {
-      o.err(`mptls serve: --kernel: could not listen with kernel MPTCP: ${k?.fallbackReason ?? 'unknown reason'}`);
-      await stopServer();
-      return EXIT_ERROR;
-    }
+  if (kernel && !kernelListening(server, o, 'serve')) {
+    await stopServer();
+    return EXIT_ERROR;
   }
   const addr = server.address() as net.AddressInfo;
   let metrics: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
@@ -297,13 +282,9 @@ async function servePrimary(plan: PrimaryPlan, o: Out, signal: AbortSignal | und
     o.err(`mptls serve: worker ${w.id} exited (${sig ?? `code ${code}`}); its connections are gone${replaced ? '; starting a new one' : ''}`),
   );
   primary.on('error', (e: Error) => o.err(`mptls serve: ${describeError(e)}`));
-  if (plan.kernel) {
-    const k = kernelListenState(primary.server);
-    if (k?.mode !== 'kernel') {
-      o.err(`mptls serve: --kernel: could not listen with kernel MPTCP: ${k?.fallbackReason ?? 'unknown reason'}`);
-      await primary.close();
-      return EXIT_ERROR;
-    }
+  if (plan.kernel && !kernelListening(primary.server, o, 'serve')) {
+    await primary.close();
+    return EXIT_ERROR;
   }
   let metrics: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
   if (plan.metricsPort !== undefined) {
