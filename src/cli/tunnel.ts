@@ -54,7 +54,11 @@ or -D.
   --local ADDR           local address for a subflow: the first one for the
                          initial subflow, each further one opens a join;
                          repeatable. An address that is not this host's, or
-                         not of the proxy's family, is an error (exit 45)
+                         not of the proxy's family, is an error (exit 45).
+                         --local auto: every address of this host in the
+                         proxy's family, followed as addresses come and go
+                         (a new one is joined, a vanished one's subflows
+                         closed; mptcp.localAddresses 'auto')
   --kernel               Linux kernel MPTCP instead of the userspace
                          transport (at most one --local)
   --no-fallback          fail a tunnel instead of falling back to plain TLS
@@ -232,9 +236,12 @@ export async function tunnelCommand(args: string[], o: Out, signal?: AbortSignal
   const socks = (values.socks ?? []).map(parseSocks);
   if (forwards.length === 0 && socks.length === 0) throw new UsageError('at least one -L [BIND:]PORT:HOST:HOSTPORT or -D [BIND:]PORT is required');
   if ((values.cert === undefined) !== (values.key === undefined)) throw new UsageError('--cert and --key go together');
-  const local = values.local ?? [];
-  for (const a of local) if (!net.isIP(a)) throw new UsageError(`--local needs an IP address, got ${JSON.stringify(a)}`);
+  const auto = values.local?.includes('auto') ?? false;
+  if (auto && values.local!.length > 1) throw new UsageError('--local auto takes no other --local');
+  const local = auto ? [] : (values.local ?? []);
+  for (const a of local) if (!net.isIP(a)) throw new UsageError(`--local needs an IP address or auto, got ${JSON.stringify(a)}`);
   const kernel = values.kernel ?? false;
+  if (kernel && auto) throw new UsageError('--kernel and --local auto: the kernel path manager follows the addresses itself (ip mptcp endpoint)');
   if (kernel && local.length > 1) throw new UsageError('--kernel takes one --local at most: the kernel path manager opens the other subflows (ip mptcp endpoint add ADDR dev IF subflow)');
   const pins = values.pin;
   for (const p of pins ?? []) {
@@ -297,7 +304,7 @@ export async function tunnelCommand(args: string[], o: Out, signal?: AbortSignal
     ...(pins ? { pin: pins } : {}),
     // A pin without a CA is the check on its own (an ssh-like key pin); --insecure checks nothing else either.
     ...(values.insecure || (pins && !ca) ? { rejectUnauthorized: false } : {}),
-    mptcp: { ...(local.length ? { localAddresses: local } : {}), fallback, ...(kernel ? { transport: 'kernel' as const } : {}) },
+    mptcp: { ...(auto ? { localAddresses: 'auto' as const } : local.length ? { localAddresses: local } : {}), fallback, ...(kernel ? { transport: 'kernel' as const } : {}) },
     ...(token !== undefined ? { token } : {}),
     forwards,
     socks,

@@ -103,6 +103,8 @@ describe('mptls tunnel: the command line', () => {
       [[...server, '-L', '0:h:1', '--pin', 'sha256//short'], /--pin: invalid SPKI pin/],
       [[...server, '-L', '0:h:1', '--local', 'eth0'], /--local needs an IP address/],
       [[...server, '-L', '0:h:1', '--kernel', '--local', '127.0.0.1', '--local', '127.0.0.2'], /--kernel takes one --local/],
+      [[...server, '-L', '0:h:1', '--local', 'auto', '--local', '127.0.0.1'], /--local auto takes no other --local/],
+      [[...server, '-L', '0:h:1', '--kernel', '--local', 'auto'], /--kernel and --local auto/],
       [[...server, '-L', '0:h:1', '--connect-timeout', '0'], /--connect-timeout needs/],
       [[...server, '-L', '0:h:1', '--bogus'], /Unknown option/],
     ];

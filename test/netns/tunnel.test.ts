@@ -4,7 +4,8 @@
  * in the client namespace with one local address per path (the built CLI,
  * bin/mptls.js). Plain TCP programs on both ends know nothing of multipath:
  *   - 40 MiB through `-L` to a TCP sink behind the proxy arrive intact at
- *     ≥ 85 Mbit/s (one path carries ~47);
+ *     ≥ 85 Mbit/s (one path carries ~47); with `--local auto` the tunnel
+ *     finds both paths itself;
  *   - path 1 killed mid-transfer: the tunneled application notices nothing;
  *   - `curl --socks5-hostname` through `-D` fetches a file from an HTTP server
  *     behind the proxy, intact;
@@ -68,6 +69,8 @@ describe.skipIf(Boolean(reason) && !IN_CI)('mptls proxy + mptls tunnel over two 
       [CLI, 'tunnel', '--server', `${S1}:8443`, '--cacert', fixturePath('ca.pem'), '--local', topo.clientAddress(1), '--local', topo.clientAddress(2), '-L', `6001:${S1}:5001`, '-L', `6201:${S1}:5201`, '-L', `6002:${S1}:5002`, '-D', '1080'],
       /socks5 on 127\.0\.0\.1:1080/,
     );
+    // The same with `--local auto`: the host's addresses in the proxy's family, followed.
+    await start('client', [CLI, 'tunnel', '--server', `${S1}:8443`, '--cacert', fixturePath('ca.pem'), '--local', 'auto', '-L', `6011:${S1}:5001`], /forwarding 127\.0\.0\.1:6011/);
   }, 60_000);
 
   afterAll(() => {
@@ -81,6 +84,14 @@ describe.skipIf(Boolean(reason) && !IN_CI)('mptls proxy + mptls tunnel over two 
     expect(out.reply).toEqual({ bytes: 40 * MiB, sha256: out.sha256 });
     console.log(`[netns tunnel] 40 MiB through -L: ${out.mbit.toFixed(1)} Mbit/s over 2 × 50 Mbit/s`);
     expect(out.mbit).toBeGreaterThanOrEqual(85);
+  }, 90_000);
+
+  it('with --local auto the tunnel finds both paths itself: 16 MiB intact, faster than one path', () => {
+    const r = runIn(topo, 'client', NODE, [PEER, 'source', '127.0.0.1', '6011', String(16 * MiB)], 60_000);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { sha256: string; mbit: number; reply: { bytes: number; sha256: string } };
+    expect(out.reply).toEqual({ bytes: 16 * MiB, sha256: out.sha256 });
+    console.log(`[netns tunnel] 16 MiB through -L with --local auto: ${out.mbit.toFixed(1)} Mbit/s`);
+    expect(out.mbit).toBeGreaterThan(60);
   }, 90_000);
 
   it('path 1 killed mid-transfer: the tunneled application notices nothing (bytes intact)', async () => {
