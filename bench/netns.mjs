@@ -65,6 +65,7 @@ const AGG = [
   { name: '2 × 50 Mbit/s', rates: [50, 50] },
   { name: '4 × 50 Mbit/s', rates: [50, 50, 50, 50] },
   { name: '20 + 80 Mbit/s', rates: [20, 80] },
+  { name: '2 × 50 Mbit/s, 2 % random loss on path 1', rates: [50, 50], lossPercent: 2 },
 ];
 
 export async function netnsBench({ quick = false, runs = quick ? 1 : 3 } = {}) {
@@ -78,6 +79,8 @@ export async function netnsBench({ quick = false, runs = quick ? 1 : 3 } = {}) {
     const row = { name: sc.name, rates: sc.rates, sumMbit: sum };
     const topo = await Topology.create({ paths: sc.rates.map((r) => ({ rateMbit: r })), clientMptcpEndpoints: true, mptcpLimits: { subflows: 8, addAddrAccepted: 8 } });
     try {
+      // nftables drops that share of the packets leaving either end of path 1 (the plain-TLS baseline's path).
+      if (sc.lossPercent) topo.lossPath(1, sc.lossPercent);
       for (const kind of ['userspace', 'kernel', 'tls']) {
         const rs = [];
         for (let i = 0; i < runs; i++) {

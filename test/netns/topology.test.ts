@@ -341,6 +341,28 @@ describe.skipIf(unmet !== undefined && !IN_CI)('netns N-path testbed', () => {
     for (const n of names) expect(left).not.toContain(n);
   });
 
+  it('lossPath drops a share of the packets on one path (nftables, counted), TCP still delivers; 0 removes it', async () => {
+    guard();
+    if (spawnSync('sh', ['-c', 'command -v nft']).status !== 0) {
+      if (IN_CI) throw new Error('nft (nftables) is required under CI');
+      console.warn('[netns] nft not installed: lossPath is not checked');
+      return;
+    }
+    await withTopology({ paths: [{ rateMbit: 50 }, { rateMbit: 50 }], name: 'tloss' }, async (topo) => {
+      const server = topo.start('server', NODE, ['-e', SINK_SERVER_JS, '7202']);
+      await server.waitFor(/LISTENING/);
+      const [c1, s1] = [topo.clientAddress(1), topo.serverAddress(1)];
+      topo.lossPath(1, 10);
+      expect(sink(topo, c1, s1, 7202, 2 * 1024 * 1024, 30_000)).toMatchObject({ ok: true, reply: { bytes: 2 * 1024 * 1024 } });
+      const dropped = topo.lossDrops('client', 1) + topo.lossDrops('server', 1);
+      expect(dropped).toBeGreaterThan(20);
+      expect(topo.lossDrops('client', 2)).toBe(0);
+      topo.lossPath(1, 0);
+      expect(topo.lossDrops('client', 1)).toBe(0); // the rule is gone
+      expect(sink(topo, c1, s1, 7202, 256 * 1024, 10_000).ok).toBe(true);
+    });
+  });
+
   it('killPath makes a path unusable (without leaking onto another), blackholePath starves it, revivePath restores both', async () => {
     guard();
     await withTopology({ paths: [{ rateMbit: 50 }, { rateMbit: 50 }], name: 'tkill' }, async (topo) => {

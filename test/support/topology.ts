@@ -355,6 +355,35 @@ export class Topology {
     p.blackholed = true;
   }
 
+  /**
+   * Random loss on path i: nftables drops `percent` % of the packets leaving
+   * each end of it (`numgen random mod 100 < percent`, one table per
+   * namespace, `mptls_loss`). 0 removes the rules. A lossy path stays up: TCP
+   * retransmits, the RTT and the rate it reaches suffer.
+   */
+  lossPath(i: number, percent: number): void {
+    this.alive();
+    const p = this.path(i);
+    if (!(Number.isInteger(percent) && percent >= 0 && percent < 100)) throw new RangeError(`Topology: lossPath: percent must be an integer 0..99, got ${percent}`);
+    for (const [side, dev] of [['client', p.clientInterface], ['server', p.serverInterface]] as const) {
+      const ns = this.ns(side);
+      this.lab.exec(ns, 'nft', ['add', 'table', 'inet', 'mptls_loss']);
+      this.lab.exec(ns, 'nft', ['add', 'chain', 'inet', 'mptls_loss', `out_${dev}`, '{ type filter hook output priority 0 ; }']);
+      this.lab.exec(ns, 'nft', ['flush', 'chain', 'inet', 'mptls_loss', `out_${dev}`]);
+      if (percent > 0) this.lab.exec(ns, 'nft', ['add', 'rule', 'inet', 'mptls_loss', `out_${dev}`, 'oifname', dev, 'numgen', 'random', 'mod', '100', '<', String(percent), 'counter', 'drop']);
+    }
+  }
+
+  /** Packets `lossPath` dropped so far on path i's end on `side` (its nftables counter). */
+  lossDrops(side: Side, i: number): number {
+    this.alive();
+    const p = this.path(i);
+    const dev = side === 'client' ? p.clientInterface : p.serverInterface;
+    const r = this.lab.exec(this.ns(side), 'nft', ['list', 'chain', 'inet', 'mptls_loss', `out_${dev}`], { allowFail: true });
+    const m = /counter packets (\d+)/.exec(r.stdout);
+    return m ? Number(m[1]) : 0;
+  }
+
   /** Changes path i's rate on both ends (in place, mid-transfer is fine) and makes it the configured rate. */
   setRate(i: number, mbit: number): void {
     this.alive();
