@@ -40,7 +40,7 @@ import {
 } from '../../src/api/proxy.js';
 import { connect, type ConnectOptions, type MptlsSocket } from '../../src/api/client.js';
 import { fixture, fixturePath, fixtures } from '../support/fixtures.mjs';
-import { close, listen, until } from '../support/servers.js';
+import { close, listen, receiveAll, sendBulk, until } from '../support/servers.js';
 import { curl } from '../cli/helpers.js';
 
 const CA = fixturePath('ca.pem');
@@ -167,43 +167,11 @@ async function ask(socket: tls.TLSSocket, head: string | Buffer): Promise<Reply>
   return r;
 }
 
-/** Random bytes written with backpressure; resolves with their SHA-256 once all are written (then `end()` unless `keepOpen`). */
-function send(socket: net.Socket, size: number, keepOpen = false): Promise<string> {
-  const block = randomBytes(1 << 20);
-  const h = createHash('sha256');
-  let sent = 0;
-  return new Promise((resolve) => {
-    const pump = () => {
-      while (sent < size) {
-        const b = block.subarray(0, Math.min(block.length, size - sent));
-        h.update(b);
-        sent += b.length;
-        if (!socket.write(b)) {
-          socket.once('drain', pump);
-          return;
-        }
-      }
-      if (!keepOpen) socket.end();
-      resolve(h.digest('hex'));
-    };
-    pump();
-  });
-}
-
-/** Everything until 'end': byte count and SHA-256. */
-function drain(socket: net.Socket): Promise<{ bytes: number; sha256: string }> {
-  const h = createHash('sha256');
-  let bytes = 0;
-  return new Promise((resolve, reject) => {
-    socket.on('data', (d: Buffer) => {
-      h.update(d);
-      bytes += d.length;
-    });
-    socket.once('end', () => resolve({ bytes, sha256: h.digest('hex') }));
-    socket.once('error', reject);
-    socket.resume();
-  });
-}
+/** `size` random bytes with backpressure (servers.ts); then `end()` unless `keepOpen`. */
+// A socket that fails mid-send settles with '' (no hash to match) rather than an unhandled rejection.
+const send = (socket: net.Socket, size: number, keepOpen = false) => sendBulk(socket, size, { keepOpen }).catch(() => '');
+/** Everything until 'end': byte count and SHA-256 (servers.ts). */
+const drain = receiveAll;
 
 const closedOf = (s: net.Socket) => new Promise<void>((r) => (s.destroyed ? r() : s.once('close', () => r())));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -29,7 +29,7 @@ import { spkiSha256 } from '../../src/tls/pin.js';
 import type { UserspaceInfo } from '../../src/transport/index.js';
 import { startConnectProxy, type ConnectProxy } from '../support/connect-proxy.js';
 import { fixtures } from '../support/fixtures.mjs';
-import { close, listen, mptlsServer, until } from '../support/servers.js';
+import { close, listen, mptlsServer, receiveAll, sendBulk, until } from '../support/servers.js';
 import { curl } from '../cli/helpers.js';
 
 const KiB = 1024;
@@ -52,41 +52,10 @@ async function tcpServer(onSocket: (s: net.Socket) => void, host = '127.0.0.1'):
   return { server, port };
 }
 
-/** Sends `size` random bytes with backpressure, then ends; resolves with their SHA-256. */
-function send(s: net.Socket, size: number, chunk = 64 * KiB, onSent?: (n: number) => void): Promise<string> {
-  const block = randomBytes(chunk);
-  const h = createHash('sha256');
-  let sent = 0;
-  return new Promise((resolve, reject) => {
-    s.once('error', reject);
-    const pump = () => {
-      while (sent < size) {
-        const b = block.subarray(0, Math.min(chunk, size - sent));
-        h.update(b);
-        sent += b.length;
-        onSent?.(sent);
-        if (!s.write(b)) return void s.once('drain', pump);
-      }
-      s.end();
-      resolve(h.digest('hex'));
-    };
-    pump();
-  });
-}
-
-/** Reads to the end; resolves with the byte count and SHA-256. */
-function receive(s: net.Socket): Promise<{ bytes: number; sha256: string }> {
-  const h = createHash('sha256');
-  let bytes = 0;
-  return new Promise((resolve, reject) => {
-    s.on('data', (d: Buffer) => {
-      h.update(d);
-      bytes += d.length;
-    });
-    s.once('end', () => resolve({ bytes, sha256: h.digest('hex') }));
-    s.once('error', reject);
-  });
-}
+/** Sends `size` random bytes with backpressure, then ends; resolves with their SHA-256 (servers.ts). */
+const send = (s: net.Socket, size: number, chunk = 64 * KiB, onSent?: (n: number) => void) => sendBulk(s, size, { chunk, onSent });
+/** Reads to the end; resolves with the byte count and SHA-256 (servers.ts). */
+const receive = receiveAll;
 
 /** A target that sends `size` bytes and hashes what it receives, both to the end. */
 async function bulkTarget(size: number) {

@@ -13,6 +13,7 @@
 import net from 'node:net';
 import type { MptlsSocket, ServerOptions } from '../../src/api/index.js';
 import { close, listen, mptlsServer, type Server } from './servers.js';
+import { STATUS_TEXT } from '../../src/api/proxy/reply.js';
 
 export interface ProxiedRequest {
   target: string;
@@ -39,17 +40,8 @@ export interface ConnectProxy {
   close(): Promise<void>;
 }
 
-const REASONS: Record<number, string> = {
-  200: 'Connection Established',
-  400: 'Bad Request',
-  403: 'Forbidden',
-  405: 'Method Not Allowed',
-  407: 'Proxy Authentication Required',
-  408: 'Request Timeout',
-  431: 'Request Header Fields Too Large',
-  502: 'Bad Gateway',
-  504: 'Gateway Timeout',
-};
+/** The real proxy's status texts (src/api/proxy/reply.ts), so the client meets the same words. */
+const REASONS: Readonly<Record<number, string>> = STATUS_TEXT;
 
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);

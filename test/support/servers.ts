@@ -51,8 +51,18 @@ export function close(server: net.Server, graceMs = 2000): Promise<void> {
   });
 }
 
-/** A deterministic source of `size` bytes, written with backpressure; resolves with its SHA-256. */
-export function sendBulk(socket: tls.TLSSocket, size: number, chunk = 1 << 20): Promise<string> {
+export interface SendOptions {
+  /** Bytes per write (default 1 MiB). */
+  chunk?: number;
+  /** Leave the socket open once everything is written (default: end() it). */
+  keepOpen?: boolean;
+  /** Called with the running total after each write. */
+  onSent?: (sent: number) => void;
+}
+
+/** `size` random bytes, written with backpressure; resolves with their SHA-256 once written (then `end()` unless `keepOpen`). */
+export function sendBulk(socket: net.Socket, size: number, options: number | SendOptions = {}): Promise<string> {
+  const { chunk = 1 << 20, keepOpen = false, onSent } = typeof options === 'number' ? { chunk: options } : options;
   const block = randomBytes(chunk);
   const h = createHash('sha256');
   let sent = 0;
@@ -64,12 +74,13 @@ export function sendBulk(socket: tls.TLSSocket, size: number, chunk = 1 << 20): 
         const b = n === chunk ? block : block.subarray(0, n);
         h.update(b);
         sent += n;
+        onSent?.(sent);
         if (!socket.write(b)) {
           socket.once('drain', pump);
           return;
         }
       }
-      socket.end();
+      if (!keepOpen) socket.end();
       resolve(h.digest('hex'));
     };
     pump();
@@ -77,7 +88,7 @@ export function sendBulk(socket: tls.TLSSocket, size: number, chunk = 1 << 20): 
 }
 
 /** Reads until the peer's end; resolves with the byte count and SHA-256. */
-export function receiveAll(socket: tls.TLSSocket): Promise<{ bytes: number; sha256: string }> {
+export function receiveAll(socket: net.Socket): Promise<{ bytes: number; sha256: string }> {
   const h = createHash('sha256');
   let bytes = 0;
   return new Promise((resolve, reject) => {
@@ -87,6 +98,7 @@ export function receiveAll(socket: tls.TLSSocket): Promise<{ bytes: number; sha2
     });
     socket.once('end', () => resolve({ bytes, sha256: h.digest('hex') }));
     socket.once('error', reject);
+    socket.resume();
   });
 }
 
