@@ -1,9 +1,11 @@
 /**
- * The listening step every serving command shares (`serve`, `proxy`): listen
- * or say why not, and with `--kernel` insist that the port really is a
+ * What every long-running command shares (`serve`, `proxy`, `tunnel`):
+ * listen or say why not; with `--kernel` insist that the port really is a
  * kernel-MPTCP one (the kernel bridge falls back to plain TCP when the kernel
- * refuses the socket, which is not what --kernel asked for).
+ * refuses the socket, which is not what --kernel asked for); run until
+ * stopped.
  */
+import { once } from 'node:events';
 import type net from 'node:net';
 import { kernelListenState } from '../transport/kernel/index.js';
 import { hostPort } from './format.js';
@@ -32,4 +34,33 @@ export function kernelListening(server: net.Server, o: Out, command: string): bo
   if (k?.mode === 'kernel') return true;
   o.err(`mptls ${command}: --kernel: could not listen with kernel MPTCP: ${k?.fallbackReason ?? 'unknown reason'}`);
   return false;
+}
+
+/**
+ * Resolves when `signal` aborts, or without one on the process's first
+ * SIGINT or SIGTERM; a worker (`asWorker`) also when its primary goes away
+ * (the IPC channel closes), and ignores SIGINT (a terminal's ^C reaches the
+ * whole process group: the primary stops the workers itself).
+ */
+export async function untilStopped(signal: AbortSignal | undefined, asWorker = false): Promise<void> {
+  let ownSignal: AbortController | undefined;
+  if (!signal) {
+    ownSignal = new AbortController();
+    signal = ownSignal.signal;
+  }
+  const stop = () => ownSignal?.abort();
+  const ignore = () => {};
+  if (ownSignal) {
+    process.once('SIGINT', asWorker ? ignore : stop);
+    process.once('SIGTERM', stop);
+    if (asWorker) process.once('disconnect', stop);
+  }
+  try {
+    if (!signal.aborted) await once(signal, 'abort');
+  } finally {
+    process.removeListener('SIGINT', stop);
+    process.removeListener('SIGINT', ignore);
+    process.removeListener('SIGTERM', stop);
+    process.removeListener('disconnect', stop);
+  }
 }

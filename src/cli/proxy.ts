@@ -7,11 +7,10 @@
  * and one per refusal (status and reason); stops on SIGINT/SIGTERM or when
  * `signal` aborts.
  */
-import { once } from 'node:events';
 import net from 'node:net';
 import { createProxyServer, isBearerToken, parseAllowPattern, type ProxyServer, type ProxyTunnel, type ProxyTunnelSummary } from '../api/proxy.js';
 import { kernelSupport } from '../transport/kernel/index.js';
-import { kernelListening, listenOrReport } from './listen.js';
+import { kernelListening, listenOrReport, untilStopped } from './listen.js';
 import { parse, readFileOrUsage, UsageError } from './args.js';
 import { hostPort } from './format.js';
 import { describeError, EXIT_ERROR, EXIT_OK, type Out } from './io.js';
@@ -191,22 +190,3 @@ export async function proxyCommand(args: string[], o: Out, signal: AbortSignal |
   return EXIT_OK;
 }
 
-/** Resolves when `signal` aborts, or without one on the process's first SIGINT or SIGTERM. */
-async function untilStopped(signal: AbortSignal | undefined): Promise<void> {
-  let own: AbortController | undefined;
-  if (!signal) {
-    own = new AbortController();
-    signal = own.signal;
-  }
-  const stop = () => own?.abort();
-  if (own) {
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  }
-  try {
-    if (!signal.aborted) await once(signal, 'abort');
-  } finally {
-    process.removeListener('SIGINT', stop);
-    process.removeListener('SIGTERM', stop);
-  }
-}

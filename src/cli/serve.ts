@@ -8,14 +8,13 @@
  * userspace, kernel or fallback); stops on SIGINT/SIGTERM or when
  * `io.signal` aborts.
  */
-import { once } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { cluster, https, type MptcpSocketInfo, type MptcpSubflow, type MptlsSocket } from '../api/index.js';
 import { kernelSupport } from '../transport/kernel/index.js';
-import { kernelListening, listenOrReport } from './listen.js';
+import { kernelListening, listenOrReport, untilStopped } from './listen.js';
 import { parse, readFileOrUsage, UsageError } from './args.js';
 import { hostPort } from './format.js';
 import { describeError, EXIT_ERROR, EXIT_OK, type Out } from './io.js';
@@ -218,35 +217,6 @@ export async function serveCommand(args: string[], o: Out, signal: AbortSignal |
   await untilStopped(signal);
   await Promise.all([stopServer(), metrics?.close()]);
   return EXIT_OK;
-}
-
-/**
- * Resolves when `signal` aborts, or without one on the process's first
- * SIGINT or SIGTERM; a worker (`asWorker`) also when its primary goes away
- * (the IPC channel closes), and ignores SIGINT (a terminal's ^C reaches the
- * whole process group: the primary stops the workers itself).
- */
-async function untilStopped(signal: AbortSignal | undefined, asWorker = false): Promise<void> {
-  let ownSignal: AbortController | undefined;
-  if (!signal) {
-    ownSignal = new AbortController();
-    signal = ownSignal.signal;
-  }
-  const stop = () => ownSignal?.abort();
-  const ignore = () => {};
-  if (ownSignal) {
-    process.once('SIGINT', asWorker ? ignore : stop);
-    process.once('SIGTERM', stop);
-    if (asWorker) process.once('disconnect', stop);
-  }
-  try {
-    if (!signal.aborted) await once(signal, 'abort');
-  } finally {
-    process.removeListener('SIGINT', stop);
-    process.removeListener('SIGINT', ignore);
-    process.removeListener('SIGTERM', stop);
-    process.removeListener('disconnect', stop);
-  }
 }
 
 interface PrimaryPlan {

@@ -10,7 +10,6 @@
  */
 import dns from 'node:dns';
 import fs from 'node:fs';
-import { once } from 'node:events';
 import net from 'node:net';
 import { createTunnel, type TunnelForward, type TunnelOptions, type TunnelSocks, type TunnelTarget } from '../api/tunnel.js';
 import { isBearerToken } from '../api/tunnel/connect-head.js';
@@ -20,6 +19,7 @@ import { kernelSupport } from '../transport/kernel/index.js';
 import { parse, readFileOrUsage, UsageError } from './args.js';
 import { formatBytes, hostPort } from './format.js';
 import { describeError, EXIT_ERROR, EXIT_INTERFACE, EXIT_OK, EXIT_RESOLVE, type Out } from './io.js';
+import { untilStopped } from './listen.js';
 import { localAddressProblem } from './local-address.js';
 
 export const HELP = `Usage: mptls tunnel --server HOST:PORT (-L [BIND:]PORT:HOST:HOSTPORT)... (-D [BIND:]PORT)... [options]
@@ -209,23 +209,6 @@ function seconds(v: string | undefined, what: string): number | undefined {
   if (v === undefined) return undefined;
   if (!/^(\d+(\.\d*)?|\.\d+)$/.test(v) || Number(v) <= 0) throw new UsageError(`${what} needs a number of seconds > 0, got ${JSON.stringify(v)}`);
   return Math.round(Number(v) * 1000);
-}
-
-/** Resolves when `signal` aborts, or without one on the process's first SIGINT or SIGTERM. */
-async function untilStopped(signal: AbortSignal | undefined): Promise<void> {
-  const own = signal ? undefined : new AbortController();
-  const s = signal ?? own!.signal;
-  const stop = () => own?.abort();
-  if (own) {
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  }
-  try {
-    if (!s.aborted) await once(s, 'abort');
-  } finally {
-    process.removeListener('SIGINT', stop);
-    process.removeListener('SIGTERM', stop);
-  }
 }
 
 export async function tunnelCommand(args: string[], o: Out, signal?: AbortSignal): Promise<number> {
