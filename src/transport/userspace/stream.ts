@@ -360,8 +360,11 @@ export class MultipathStream extends Duplex {
     // node's JS stream wrapper the error would reach it a turn later, after
     // a 'drain' for the write still pending (settled here, without an error),
     // or followed by a second 'error' (ECANCELED) after its 'close'.
-    if (this.upper && !this.upper.destroyed) {
-      this.upper.destroy(err);
+    // A TLS socket already destroyed has reported its end: an error emitted
+    // on this stream then would reach no listener (node's JS stream wrapper
+    // re-emits it on itself) and be an uncaught exception.
+    if (this.upper) {
+      if (!this.upper.destroyed) this.upper.destroy(err);
       w?.();
       this.destroy();
       return;
