@@ -36,6 +36,8 @@ interface SubflowSocket {
   /** Unsent bytes in the kernel's socket buffer at the last probe, and when that was. */
   kernelUnsent: number;
   probedAt: number;
+  /** It has carried PROBE_AFTER_BYTES (net.Socket's bytesWritten walks its write queue: read it only until then). */
+  probing: boolean;
 }
 
 /**
@@ -89,7 +91,7 @@ export class MultipathDriver extends EventEmitter {
    * parsed items the listener has not handed to the core yet.
    */
   attach(id: number, socket: net.Socket, parser = new FrameParser(), items: ParsedItem[] = [], pumpNow = true): void {
-    const sf: SubflowSocket = { id, socket, parser, open: parser.sawPreamble, ended: false, corked: false, gotBytes: false, kernelUnsent: 0, probedAt: -Infinity };
+    const sf: SubflowSocket = { id, socket, parser, open: parser.sawPreamble, ended: false, corked: false, gotBytes: false, kernelUnsent: 0, probedAt: -Infinity, probing: false };
     this.subflows.set(id, sf);
     this.apply(socket);
     // Corked: the preamble leaves with the first frames the pump below writes (one segment, not two).
@@ -206,7 +208,7 @@ export class MultipathDriver extends EventEmitter {
     for (let ev = conn.pollEvent(); ev; ev = conn.pollEvent()) this.onEvent(ev);
     // Let the application side move bytes in and out before we send.
     this.emit('pump');
-    for (const ev of this.drainEvents()) this.onEvent(ev);
+    for (let ev = conn.pollEvent(); ev; ev = conn.pollEvent()) this.onEvent(ev);
     let tx: Transmit | null;
     while ((tx = conn.pollTransmit(t)) !== null) this.write(tx);
     for (const sf of this.subflows.values()) {
@@ -227,7 +229,7 @@ export class MultipathDriver extends EventEmitter {
       // Not before the subflow has carried a socket buffer's worth: until then the
       // kernel holds nothing worth counting and the core's own RTT suffices (and a
       // handshake is spared the getsockopt calls).
-      if (probe && t - sf.probedAt >= 0.5 && sf.socket.bytesWritten >= PROBE_AFTER_BYTES && !sf.socket.connecting && !sf.socket.destroyed) {
+      if (probe && t - sf.probedAt >= 0.5 && (sf.probing || (sf.probing = sf.socket.bytesWritten >= PROBE_AFTER_BYTES)) && !sf.socket.connecting && !sf.socket.destroyed) {
         sf.probedAt = t;
         const k = probe(sf.socket);
         if (k) {
@@ -240,10 +242,6 @@ export class MultipathDriver extends EventEmitter {
       }
       this.conn.setSendQueue(sf.id, sf.socket.writableLength + sf.kernelUnsent);
     }
-  }
-
-  private *drainEvents(): Generator<ConnectionEvent> {
-    for (let ev = this.conn.pollEvent(); ev; ev = this.conn.pollEvent()) yield ev;
   }
 
   private write(tx: Transmit): void {
@@ -338,15 +336,20 @@ export class MultipathDriver extends EventEmitter {
     this.timerAt = Infinity;
   }
 
+  /**
+   * Keeps one timer at or before the core's next deadline. Deadlines mostly
+   * move later (every ACK pushes the stall and delayed-ACK ones), so the
+   * timer is re-armed only when the deadline moved earlier: one that fires
+   * early finds nothing expired, and the pump after it arms the next.
+   */
   private armTimer(): void {
     if (this.closed) return;
     const at = this.conn.pollTimeout();
     const target = at ?? Infinity;
-    if (target === this.timerAt) return;
+    if (target >= this.timerAt) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.timerAt = target;
-    if (target === Infinity) return;
     this.timer = setTimeout(
       () => {
         this.timer = undefined;

@@ -71,6 +71,8 @@ export class MultipathStream extends Duplex {
   mode: StreamMode = 'userspace';
   fallbackReason: string | undefined;
   private wantRead = false;
+  /** moveBytes is pushing (see _read). */
+  private moving = false;
   private pendingWrite: ((err?: Error | null) => void) | undefined;
   private peerFin = false;
   private ended = false;
@@ -231,6 +233,9 @@ export class MultipathStream extends Duplex {
       return;
     }
     this.wantRead = true;
+    // Asked again while moveBytes is handing over bytes (the consumer read
+    // them synchronously): its loop goes on; another pump would do nothing.
+    if (this.moving) return;
     this.driver.pump();
   }
 
@@ -301,10 +306,17 @@ export class MultipathStream extends Duplex {
   private moveBytes(): void {
     if (this.raw) return;
     const conn = this.driver.conn;
-    while (this.wantRead) {
-      const d = conn.read();
-      if (!d) break;
-      this.wantRead = this.push(d);
+    this.moving = true;
+    try {
+      while (this.wantRead) {
+        const d = conn.read();
+        if (!d) break;
+        this.wantRead = false;
+        // push() may call _read() synchronously (setting wantRead again).
+        if (this.push(d)) this.wantRead = true;
+      }
+    } finally {
+      this.moving = false;
     }
     if (this.peerFin && !this.ended && conn.readableLength === 0) {
       this.ended = true;
