@@ -20,7 +20,11 @@ export const DEFAULT_LIMITS: ConnectionLimits = {
   sendBufferLimit: 2 * 1024 * 1024,
   recvBufferLimit: 2 * 1024 * 1024,
   sendQueueLimit: 64 * 1024,
-  ackEveryBytes: 64 * 1024,
+  // A data ACK at least every quarter of the peer's 2 MiB send buffer (and
+  // within delayedAckMs in any case): on a fast path each ACK frame costs
+  // both ends a syscall and a pump; every 64 KiB they were ~10 % of the
+  // loopback CPU per byte (bench/NOTES.md, cost per byte).
+  ackEveryBytes: 512 * 1024,
 };
 
 /** Per-connection timers (`timers` in the core). */
