@@ -163,6 +163,10 @@ export class Connection {
   get bufferedAmount(): number {
     return this.send.sendBuf.held;
   }
+  /** Stream offset below which every written byte is data-ACKed (written bytes − bufferedAmount). */
+  get sendAcked(): number {
+    return this.send.sendBuf.end - this.send.sendBuf.held;
+  }
   /** Bytes held by the receive side (unread in-order + out-of-order). */
   get receiveBuffered(): number {
     return this.recv.asm.heldBytes;

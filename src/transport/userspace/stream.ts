@@ -13,6 +13,7 @@ import { Duplex } from 'node:stream';
 import net from 'node:net';
 import { MultipathDriver, now } from './driver.js';
 import type { CloseReason } from '../../core/types.js';
+import { COPY_MIN, SendSlabs } from './send-slabs.js';
 
 export type StreamMode = 'userspace' | 'fallback';
 
@@ -71,6 +72,11 @@ export class MultipathStream extends Duplex {
   mode: StreamMode = 'userspace';
   fallbackReason: string | undefined;
   private wantRead = false;
+  /** Bulk writes are copied here (see send-slabs.ts); created on the first one. */
+  private slabs: SendSlabs | undefined;
+  /** Bytes handed to the core so far (its stream offset). */
+  private written = 0;
+  private readonly writeToCore = (view: Uint8Array): boolean => this.driver.conn.write(view);
   /** moveBytes is pushing (see _read). */
   private moving = false;
   private pendingWrite: ((err?: Error | null) => void) | undefined;
@@ -93,7 +99,10 @@ export class MultipathStream extends Duplex {
   ) {
     super({ allowHalfOpen: true, decodeStrings: true });
     if (fallback) this.replay = [];
-    driver.on('pump', () => this.moveBytes());
+    driver.on('pump', () => {
+      this.slabs?.release(driver.conn.sendAcked, this.written);
+      this.moveBytes();
+    });
     driver.on('established', () => {
       this.replay = undefined;
     });
@@ -267,7 +276,9 @@ export class MultipathStream extends Duplex {
     for (const c of chunks) {
       if (c.length === 0) continue;
       if (this.replay) this.replay.push(c);
-      ok = conn.write(c);
+      if (c.length >= COPY_MIN) ok = (this.slabs ??= new SendSlabs(conn.limits.sendBufferLimit)).copy(c, this.written, this.writeToCore);
+      else ok = conn.write(c);
+      this.written += c.length;
     }
     if (ok) cb();
     else this.pendingWrite = cb;
