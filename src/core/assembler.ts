@@ -39,6 +39,8 @@ export const PIECE_CHARGE = 2048;
 
 /** Copies of small in-order runs are packed into shared buffers of this size. */
 export const COPY_BUFFER = 16384;
+/** The first copy buffer after the reader emptied the queue. */
+export const COPY_BUFFER_MIN = 1024;
 
 export interface InsertResult {
   /** New bytes kept (in order or out of order). */
@@ -72,6 +74,13 @@ export class Assembler {
   /** Shared buffer for small copies, filled from the front; `copyUsed` bytes handed out. */
   private copyBuf: Uint8Array | null = null;
   private copyUsed = 0;
+  /**
+   * Size of the next copy buffer: from COPY_BUFFER_MIN, doubling while small
+   * copies keep filling them (up to COPY_BUFFER), back to the minimum once
+   * everything was read (an idle connection then holds none: it used to keep
+   * 16 KiB for its ClientHello).
+   */
+  private copyNext = COPY_BUFFER_MIN;
 
   /** Bytes held, as charged: in order but unread, plus out of order (small pieces charged PIECE_CHARGE). */
   get buffered(): number {
@@ -159,6 +168,10 @@ export class Assembler {
     if (this.readyHead === this.ready.length) {
       this.ready = [];
       this.readyHead = 0;
+      // Everything read: what was handed out lives on with its reader only.
+      this.copyBuf = null;
+      this.copyUsed = 0;
+      this.copyNext = COPY_BUFFER_MIN;
     } else if (this.readyHead > 256 && this.readyHead * 2 > this.ready.length) {
       this.ready = this.ready.slice(this.readyHead);
       this.readyHead = 0;
@@ -217,8 +230,9 @@ export class Assembler {
       dst = new Uint8Array(n);
       merged = dst;
     } else {
-      if (this.copyBuf === null || COPY_BUFFER - this.copyUsed < n) {
-        this.copyBuf = new Uint8Array(COPY_BUFFER);
+      if (this.copyBuf === null || this.copyBuf.length - this.copyUsed < n) {
+        if (this.copyBuf !== null) this.copyNext = Math.min(COPY_BUFFER, this.copyNext * 2);
+        this.copyBuf = new Uint8Array(Math.max(this.copyNext, n));
         this.copyUsed = 0;
       }
       dst = this.copyBuf;
