@@ -27,6 +27,7 @@ import {
   IPPROTO_MPTCP,
   IPV6_V6ONLY,
   SO_REUSEADDR,
+  SO_RCVBUF,
   SOCK_CLOEXEC,
   SOCK_STREAM,
   SOL_SOCKET,
@@ -94,12 +95,49 @@ function isNoMptcp(e: unknown): boolean {
  * Creates an MPTCP stream socket (close-on-exec), or says why not.
  * Errors that are not about MPTCP support (EMFILE, ENOBUFS…) are thrown.
  */
-export function openMptcpFd(family: 4 | 6): { fd: number } | { fd?: undefined; reason: string } {
+/**
+ * SO_RCVBUF of kernel-MPTCP listeners (the kernel doubles it; accepted
+ * sockets inherit it). Linux's MPTCP-level receive autotuning starves a
+ * fast reader: on loopback node:tls over MPTCP ran at 139–324 MB/s with
+ * both processes partly idle, 334–443 MB/s with this (bench/NOTES.md,
+ * kernel mode). 4 MiB (8 MiB effective) covers 640 Mbit/s at 100 ms.
+ * Client sockets keep autotuning: with SO_RCVBUF set there, Linux 6.18
+ * reported 941 bytes received on the only subflow after 8 MiB had arrived
+ * (test/kernel/sockopt.test.ts).
+ */
+export const KERNEL_RECEIVE_BUFFER = 4 * 1024 * 1024;
+
+let rcvbufAllowed: boolean | undefined;
+/**
+ * Only where net.core.rmem_max lets the whole size through: a setsockopt
+ * capped below it would still switch autotuning off (on a default
+ * 208 KiB rmem_max, a far smaller buffer than autotuning reaches).
+ */
+function receiveBufferAllowed(): boolean {
+  if (rcvbufAllowed === undefined) {
+    try {
+      rcvbufAllowed = Number(readFileSync('/proc/sys/net/core/rmem_max', 'utf8').trim()) >= KERNEL_RECEIVE_BUFFER;
+    } catch {
+      rcvbufAllowed = false;
+    }
+  }
+  return rcvbufAllowed;
+}
+
+export function openMptcpFd(family: 4 | 6, receiveBuffer = false): { fd: number } | { fd?: undefined; reason: string } {
   if (process.platform !== 'linux') return { reason: `unavailable: platform is ${process.platform}, not linux` };
   const f = ffiStatus();
   if (!f.ok) return { reason: `unavailable: ${f.reason}` };
   try {
-    return { fd: sysSocket(family === 6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_MPTCP) };
+    const fd = sysSocket(family === 6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_MPTCP);
+    if (receiveBuffer && receiveBufferAllowed()) {
+      try {
+        setsockoptInt(fd, SOL_SOCKET, SO_RCVBUF, KERNEL_RECEIVE_BUFFER);
+      } catch {
+        // Only a tuning: the kernel's autotuning stays.
+      }
+    }
+    return { fd };
   } catch (e) {
     if (!isNoMptcp(e)) throw e;
     const enabled = mptcpSysctls().enabled;
@@ -280,7 +318,7 @@ export async function listenKernel(server: net.Server, options: KernelListenOpti
   const candidates = await resolveHost(options.host);
   let lastReason = 'no address to listen on';
   for (const cand of candidates) {
-    const opened = openMptcpFd(cand.family);
+    const opened = openMptcpFd(cand.family, true);
     if (opened.fd === undefined) {
       lastReason = opened.reason;
       // '::' may fail only because IPv6 is off: try the next candidate.

@@ -29,6 +29,7 @@ export const SOL_MPTCP = 284;
 export const SOL_SOCKET = 1;
 
 export const SO_REUSEADDR = 2;
+export const SO_RCVBUF = 8;
 export const SO_PROTOCOL = 38;
 export const IPV6_V6ONLY = 26;
 export const TCP_INFO = 11;
