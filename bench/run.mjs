@@ -14,7 +14,7 @@ const log = (m) => process.stderr.write(`[bench] ${m}\n`);
 if (only.includes('loopback')) {
   log('1. loopback bulk transfer');
   const { loopbackBench } = await import('./loopback.mjs');
-  results.scenarios.loopback = await loopbackBench({ bytes: quick ? 2 ** 28 : 2 ** 30, runs: 3 });
+  results.scenarios.loopback = await loopbackBench({ bytes: quick ? 2 ** 28 : 2 ** 30, runs: quick ? 2 : 5 });
 }
 if (only.includes('netns')) {
   log('2-3. network namespaces: aggregation and failover');

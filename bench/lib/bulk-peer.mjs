@@ -54,16 +54,17 @@ function jsDuplexWritev(sock) {
 const wrap = (k) => (k === 'jsduplex-writev' ? jsDuplexWritev : jsDuplex);
 const isDuplex = (k) => k === 'jsduplex' || k === 'jsduplex-writev';
 const cpuNow = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
+const sysNow = () => process.cpuUsage().system / 1e6;
 
 if (role === 'server') {
-  let expect = 0, cpu0 = 0, got = 0;
+  let expect = 0, cpu0 = 0, sys0 = 0, got = 0;
   // Armed only on the driver's word, and says so: the driver sends the client's 'go' after this answer.
-  process.on('message', (m) => { if (m.expect) { expect = m.expect; got = 0; cpu0 = cpuNow(); process.send({ armed: true }); } });
+  process.on('message', (m) => { if (m.expect) { expect = m.expect; got = 0; cpu0 = cpuNow(); sys0 = sysNow(); process.send({ armed: true }); } });
   const onSocket = (s) => {
     s.on('error', () => {});
     s.on('data', (d) => {
       got += d.length;
-      if (expect && got >= expect) { process.send({ done: true, at: Date.now(), cpu: cpuNow() - cpu0, mode: s.mptcp?.mode ?? 'tls' }); expect = 0; }
+      if (expect && got >= expect) { process.send({ done: true, at: Date.now(), cpu: cpuNow() - cpu0, sys: sysNow() - sys0, mode: s.mptcp?.mode ?? 'tls' }); expect = 0; }
     });
   };
   const opts = { key: fixtures.key, cert: fixtures.cert };
@@ -93,6 +94,7 @@ if (role === 'server') {
   process.on('message', (m) => {
     if (m !== 'go') return;
     const cpu0 = cpuNow();
+    const sys0 = sysNow();
     const t0 = Date.now();
     let sent = 0;
     const pump = () => {
@@ -100,7 +102,7 @@ if (role === 'server') {
         sent += block.length;
         if (!s.write(block)) { s.once('drain', pump); return; }
       }
-      process.send({ sent, startedAt: t0, cpu: cpuNow() - cpu0 });
+      process.send({ sent, startedAt: t0, cpu: cpuNow() - cpu0, sys: sysNow() - sys0 });
     };
     pump();
   });

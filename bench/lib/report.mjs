@@ -29,12 +29,12 @@ export function writeResultsMd() {
   if (L.loopback) {
     const { run, data, file } = L.loopback;
     out.push('## 1. Loopback, one path, bulk transfer', '', header(run, file), 'Client and server in two processes on 127.0.0.1; CPU = user + system of both.', '');
-    out.push('| transport | MB/s | CPU s per GiB | vs plain node:tls | vs the JS-stream floor | CPU vs the floor | target |', '|---|---|---|---|---|---|---|');
+    out.push('| transport | MB/s | CPU s per GiB (user + sys) | vs plain node:tls | vs the JS-stream floor | CPU vs the floor | target |', '|---|---|---|---|---|---|---|');
     const row = (k, label, target, ok) => {
       const d = data[k];
       if (!d) return;
       if (d.error) out.push(`| ${label} | error: ${d.error} | | | | | ${target} |`);
-      else out.push(`| ${label} | ${f1(d.MBps)} | ${f2(d.cpuSecPerGiB)} | ${pct(d.ratioToTls)} | ${pct(d.ratioToFloor ?? d.ratioToJsDuplex)} | ${d.cpuToFloor === undefined ? '—' : `${f2(d.cpuToFloor)}×`} | ${target} ${ok === undefined ? '' : met(ok(d))} |`);
+      else out.push(`| ${label} | ${f1(d.MBps)} | ${f2(d.cpuSecPerGiB)}${d.userSecPerGiB === undefined ? '' : ` (${f2(d.userSecPerGiB)} + ${f2(d.sysSecPerGiB)})`} | ${pct(d.ratioToTls)} | ${pct(d.ratioToFloor ?? d.ratioToJsDuplex)} | ${d.cpuToFloor === undefined ? '—' : `${f2(d.cpuToFloor)}×`} | ${target} ${ok === undefined ? '' : met(ok(d))} |`);
     };
     row('tls', 'plain node:tls (baseline)', '', undefined);
     row('jsduplex', 'node:tls over a pass-through JS Duplex (baseline)', '', undefined);
@@ -44,6 +44,10 @@ export function writeResultsMd() {
     row('userspace2', 'mptls userspace, two subflows (127.0.0.1 + 127.0.0.2)', 'not slower than one subflow', one ? (d) => d.MBps >= one * 0.97 : undefined);
     row('kernel', 'mptls kernel mode', '≥ 90% of plain node:tls', (d) => d.ratioToTls >= 0.9);
     if (data.floor) out.push('', `The floor: ${data.floor.kind === 'jsduplex' ? 'the plain pass-through Duplex' : 'the corked-writev pass-through Duplex'}, ${f1(data.floor.MBps)} MB/s, ${f2(data.floor.cpuSecPerGiB)} CPU s per GiB (the better of the two, this run). A target counts as met within 3 % (run-to-run spread).`);
+    const rk = data.rawKernel;
+    if (rk) out.push('', rk.error ? `Linux by itself (iperf3, TCP vs MPTCP on loopback): ${rk.error}.` : `Linux by itself, same run: iperf3 on loopback moves ${f1(rk.tcpGbps)} Gbit/s over TCP and ${f1(rk.mptcpGbps)} Gbit/s over MPTCP (\`mptcpize run iperf3\`, one subflow): MPTCP is ${pct(rk.ratio)} of TCP with no TLS and no Node at all.`);
+    const runsOf = (k) => data[k]?.runs?.map((r) => f1(r.MBps)).join(' / ');
+    if (data.userspace?.runs) out.push('', `Every run, MB/s (runs interleaved across kinds): ${['tls', 'jsduplex-writev', 'userspace', 'userspace2', 'kernel'].filter((k) => data[k]?.runs).map((k) => `${k} ${runsOf(k)}`).join('; ')}.`);
     out.push('');
   }
 
