@@ -73,7 +73,10 @@ export async function netnsBench({ quick = false, runs = quick ? 1 : 3 } = {}) {
   if (!avail.ok) return { note: `skipped: ${avail.reason}` };
   const seconds = quick ? 4 : 8;
   const out = { note: `Two namespaces, one veth pair per path, tbf on each end (design notes §6). The server sends; goodput is what the client application receives from 1 s after the first byte to the end (${seconds} s worth of the summed rate). Medians of ${runs} runs.`, aggregation: [], failover: [] };
-  for (const sc of AGG) {
+  // Experiment knobs: BENCH_AGG='20 + 80' (rows whose name starts so), BENCH_KINDS='userspace', BENCH_NO_FAILOVER=1.
+  const rowsWanted = process.env.BENCH_AGG ? AGG.filter((a) => process.env.BENCH_AGG.split(',').some((p) => a.name.startsWith(p))) : AGG;
+  const kindsWanted = process.env.BENCH_KINDS ? process.env.BENCH_KINDS.split(',') : ['userspace', 'kernel', 'tls'];
+  for (const sc of rowsWanted) {
     const sum = sc.rates.reduce((a, b) => a + b, 0);
     const bytes = Math.round((sum * 1e6 * seconds) / 8);
     const row = { name: sc.name, rates: sc.rates, sumMbit: sum };
@@ -81,7 +84,7 @@ export async function netnsBench({ quick = false, runs = quick ? 1 : 3 } = {}) {
     try {
       // nftables drops that share of the packets leaving either end of path 1 (the plain-TLS baseline's path).
       if (sc.lossPercent) topo.lossPath(1, sc.lossPercent);
-      for (const kind of ['userspace', 'kernel', 'tls']) {
+      for (const kind of kindsWanted) {
         const rs = [];
         for (let i = 0; i < runs; i++) {
           const r = await transfer(topo, kind, kind === 'tls' ? Math.round((sc.rates[0] * 1e6 * seconds) / 8) : bytes, { paths: sc.rates.length });
@@ -95,7 +98,7 @@ export async function netnsBench({ quick = false, runs = quick ? 1 : 3 } = {}) {
     }
     out.aggregation.push(row);
   }
-  for (const failure of ['kill', 'blackhole']) {
+  for (const failure of process.env.BENCH_NO_FAILOVER ? [] : ['kill', 'blackhole']) {
     const row = { kind: failure === 'kill' ? 'path 1 link down' : 'path 1 blackholed (1 kbit tbf)' };
     for (const kind of ['userspace', 'kernel']) {
       const rs = [];

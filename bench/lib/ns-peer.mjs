@@ -5,6 +5,8 @@
 import tls from 'node:tls';
 import { createHash } from 'node:crypto';
 import { createServer, connect } from '../../dist/index.js';
+// Tuning knob for experiments (as in bulk-peer.mjs): BENCH_LIMITS='{"ackEveryBytes":65536}'
+const limits = process.env.BENCH_LIMITS ? JSON.parse(process.env.BENCH_LIMITS) : undefined;
 import { fixtures } from './common.mjs';
 
 const [role, kind, ...rest] = process.argv.slice(2);
@@ -34,13 +36,13 @@ if (role === 'server') {
     pump();
   };
   const opts = { key: fixtures.key, cert: fixtures.cert };
-  const server = kind === 'tls' ? tls.createServer(opts, onSocket) : createServer({ ...opts, mptcp: { kernel: kind === 'kernel' } }, onSocket);
+  const server = kind === 'tls' ? tls.createServer(opts, onSocket) : createServer({ ...opts, mptcp: { kernel: kind === 'kernel', limits } }, onSocket);
   server.listen(0, '0.0.0.0', () => say({ port: server.address().port }));
 } else {
   const [host, port, locals] = rest;
   const localAddresses = locals ? locals.split(',') : undefined;
   const o = { host, port: Number(port), ca: fixtures.ca, servername: 'localhost' };
-  const s = kind === 'tls' ? tls.connect({ ...o, localAddress: localAddresses?.[0] }) : connect({ ...o, mptcp: kind === 'kernel' ? { transport: 'kernel', localAddresses } : { localAddresses } });
+  const s = kind === 'tls' ? tls.connect({ ...o, localAddress: localAddresses?.[0] }) : connect({ ...o, mptcp: kind === 'kernel' ? { transport: 'kernel', localAddresses } : { localAddresses, limits } });
   const t0 = performance.now();
   say({ started: true });
   const h = createHash('sha256');
