@@ -5,6 +5,12 @@ import { fork, spawn, execFileSync } from 'node:child_process';
 import { median } from './lib/common.mjs';
 
 const peer = new URL('./lib/bulk-peer.mjs', import.meta.url);
+/**
+ * Experiment knob, off by default: node flags for both peers of every kind,
+ * e.g. BENCH_NODE_FLAGS=--no-concurrent-array-buffer-sweeping (bench/NOTES.md,
+ * "Where the receiver's time goes").
+ */
+const execArgv = [...process.execArgv, ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean)];
 /** The next message of `p`, within `ms`; rejects with `what` on a timeout, an early exit or an error message. */
 function next(p, what, ms = 30_000) {
   return new Promise((resolve, reject) => {
@@ -23,11 +29,11 @@ function next(p, what, ms = 30_000) {
 }
 
 async function once(kind, bytes) {
-  const server = fork(peer, ['server', kind]);
+  const server = fork(peer, ['server', kind], { execArgv });
   let client;
   try {
     const { port } = await next(server, 'server start');
-    client = fork(peer, ['client', kind, String(port), String(bytes)]);
+    client = fork(peer, ['client', kind, String(port), String(bytes)], { execArgv });
     const ready = await next(client, 'client connect');
     // The server counts from here: the client goes only once the server says it is armed.
     server.send({ expect: bytes });

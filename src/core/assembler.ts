@@ -15,7 +15,7 @@
  *    socket read yields) is judged as a whole when the run ends (an entry
  *    from another buffer, or `read()`): kept as views when the run holds at
  *    least half of its buffer, else copied out into one compact entry (small
- *    copies share 16 KiB buffers). In-order entries leave first in, first
+ *    copies share buffers of up to 16 KiB). In-order entries leave first in, first
  *    out, so only the run at the head can be partly gone.
  *
  * Bound: the memory behind received data (assembler + what its reader still
@@ -39,7 +39,7 @@ export const PIECE_CHARGE = 2048;
 
 /** Copies of small in-order runs are packed into shared buffers of this size. */
 export const COPY_BUFFER = 16384;
-/** The first copy buffer after the reader emptied the queue. */
+/** The second copy buffer of a connection (the first is the copy's exact size); they double from here. */
 export const COPY_BUFFER_MIN = 1024;
 
 export interface InsertResult {
@@ -75,12 +75,18 @@ export class Assembler {
   private copyBuf: Uint8Array | null = null;
   private copyUsed = 0;
   /**
-   * Size of the next copy buffer: from COPY_BUFFER_MIN, doubling while small
-   * copies keep filling them (up to COPY_BUFFER), back to the minimum once
-   * everything was read (an idle connection then holds none: it used to keep
-   * 16 KiB for its ClientHello).
+   * Size of the next copy buffer. The first is exactly the copy (a first
+   * flight: an idle connection then holds no 16 KiB buffer for its
+   * ClientHello); then COPY_BUFFER_MIN, doubling up to COPY_BUFFER while
+   * small copies keep coming.
+   *
+   * A buffer with room is kept when the reader empties the queue, so that
+   * the next copies share it: abandoning it there would hand every small
+   * piece a fresh buffer, and a reader that holds the pieces (node:tls's
+   * 16 KiB of them while its application is paused) would pin a buffer per
+   * piece (8-byte pieces: 2 MiB).
    */
-  private copyNext = COPY_BUFFER_MIN;
+  private copyNext = 0;
 
   /** Bytes held, as charged: in order but unread, plus out of order (small pieces charged PIECE_CHARGE). */
   get buffered(): number {
@@ -168,10 +174,12 @@ export class Assembler {
     if (this.readyHead === this.ready.length) {
       this.ready = [];
       this.readyHead = 0;
-      // Everything read: what was handed out lives on with its reader only.
-      this.copyBuf = null;
-      this.copyUsed = 0;
-      this.copyNext = COPY_BUFFER_MIN;
+      // Everything read: a full copy buffer lives on with its reader only; one
+      // with room stays for the next copies (see copyNext).
+      if (this.copyBuf !== null && this.copyUsed === this.copyBuf.length) {
+        this.copyBuf = null;
+        this.copyUsed = 0;
+      }
     } else if (this.readyHead > 256 && this.readyHead * 2 > this.ready.length) {
       this.ready = this.ready.slice(this.readyHead);
       this.readyHead = 0;
@@ -231,9 +239,9 @@ export class Assembler {
       merged = dst;
     } else {
       if (this.copyBuf === null || this.copyBuf.length - this.copyUsed < n) {
-        if (this.copyBuf !== null) this.copyNext = Math.min(COPY_BUFFER, this.copyNext * 2);
         this.copyBuf = new Uint8Array(Math.max(this.copyNext, n));
         this.copyUsed = 0;
+        this.copyNext = Math.min(COPY_BUFFER, Math.max(COPY_BUFFER_MIN, this.copyNext * 2));
       }
       dst = this.copyBuf;
       at = this.copyUsed;

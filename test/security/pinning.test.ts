@@ -31,7 +31,7 @@
  *    retains and not the pages glibc caches from 256 MiB of freed reads
  *    (untrimmed, the same case measured -1 to +43 MiB), grows by at most
  *    connections × 4 MiB (that bound rounded up for object overhead) + 16 MiB
- *    (heap and malloc noise; trimmed, the cases measure +9…11, +3…6, +3…5).
+ *    (heap and malloc noise; trimmed, the cases measure +9…12, +1…2, +1…2).
  * Before the fix the same attacks pinned one read per piece: ArrayBuffers
  * +250 MiB and RSS +225 MiB in each case.
  */
@@ -63,6 +63,13 @@ const UNIT_PAYLOAD = UNIT - 2 * (16 + 18);
 /** In-order bytes per 64 KiB read: 4096 reads then hold 32 KiB, past the stream's 16 KiB buffer. */
 const IN_ORDER_PIECE = 8;
 const limits = { recvBufferLimit: LIMIT };
+/**
+ * (b), (c): the 32 KiB of 8-byte pieces (16 KiB of them in node:tls's buffer,
+ * the rest in the assembler) share copy buffers, so they keep well under
+ * 1 MiB of ArrayBuffers alive (measured +0.1 MiB; +2.1 MiB when each piece
+ * read got a fresh 1 KiB buffer).
+ */
+const IN_ORDER_BUFFERS_MiB = 1;
 /** Units of junk (beyond the window) before the baseline: 256 MiB over all connections, as much as an attack. */
 const WARM_UNITS = 4096;
 
@@ -238,6 +245,7 @@ describe('received data does not pin socket reads (issue 11 §2)', () => {
     console.log('(b) in order, paused server:', m);
     expect(m.held).toBeGreaterThan(0); // past the stream's buffer, into the assembler
     expectBounded(m);
+    expect(m.arrayBuffersGrowthMiB).toBeLessThanOrEqual(IN_ORDER_BUFFERS_MiB);
   }, 30_000);
 
   it('(c) a malicious server against a paused client, 8 in-order bytes per 64 KiB read: client memory within the bound', async () => {
@@ -255,5 +263,6 @@ describe('received data does not pin socket reads (issue 11 §2)', () => {
     console.log('(c) in order, paused client:', m);
     expect(m.held).toBeGreaterThan(0);
     expectBounded(m);
+    expect(m.arrayBuffersGrowthMiB).toBeLessThanOrEqual(IN_ORDER_BUFFERS_MiB);
   }, 30_000);
 });
