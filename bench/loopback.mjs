@@ -8,7 +8,7 @@ const peer = new URL('./lib/bulk-peer.mjs', import.meta.url);
 /**
  * Experiment knob, off by default: node flags for both peers of every kind,
  * e.g. BENCH_NODE_FLAGS=--no-concurrent-array-buffer-sweeping (bench/NOTES.md,
- * "Where the receiver's time goes").
+ * "A second look" under the loopback section).
  */
 const execArgv = [...process.execArgv, ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean)];
 /** The next message of `p`, within `ms`; rejects with `what` on a timeout, an early exit or an error message. */
