@@ -139,11 +139,11 @@ ip -6 addr add ::2/128 dev lo nodad
 ip mptcp limits set subflow 4 add_addr_accepted 4
 ip mptcp endpoint add 127.0.0.2 dev lo id 1 signal
 ip mptcp endpoint add ::2 dev lo id 2 signal
-tcpdump -i lo --immediate-mode -U -w ${ETH} 'tcp port ${PORT}' 2>${dir}/a.err &
+tcpdump -i lo -B 16384 --immediate-mode -U -w ${ETH} 'tcp port ${PORT}' 2>${dir}/a.err &
 A=$!
 tcpdump -i any -y LINUX_SLL2 -B 16384 --immediate-mode -U -w ${SLL2} 'tcp port ${PORT}' 2>${dir}/b.err &
 B=$!
-${hasDumpcap ? `dumpcap -q -i lo -f 'tcp port ${PORT}' -w ${PCAPNG} 2>${dir}/c.err &\nC=$!` : 'C='}
+${hasDumpcap ? `dumpcap -q -i lo -B 16 -f 'tcp port ${PORT}' -w ${PCAPNG} 2>${dir}/c.err &\nC=$!` : 'C='}
 # wait (at most 5 s) until every capturer says it is listening
 for i in $(seq 100); do
   grep -q listening ${dir}/a.err 2>/dev/null && grep -q listening ${dir}/b.err 2>/dev/null && ${hasDumpcap ? `grep -q Capturing ${dir}/c.err 2>/dev/null &&` : ''} break
@@ -151,8 +151,11 @@ for i in $(seq 100); do
 done
 sleep 0.1
 python3 ${dir}/traffic.py
-# dumpcap has no immediate mode: give its 250 ms read timeout time to deliver the last block
-sleep ${hasDumpcap ? '0.4' : '0.1'}
+# every capturer must have seen the last segment before it is stopped: the
+# connection's last ACKs can trail the script, and a loaded machine delays
+# the capturers (one stopped early once held 111 of 113 segments); dumpcap
+# also needs its 250 ms read timeout to deliver the last block
+sleep 0.5
 kill -INT $A $B $C
 wait $A || true; wait $B || true; ${hasDumpcap ? 'wait $C || true' : ''}
 `;
