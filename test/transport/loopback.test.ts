@@ -77,7 +77,16 @@ describe('userspace multipath over loopback', () => {
     // Kill the joined subflow once it carries data.
     const info = c.mptcp as unknown as { driver: { socketOf(id: number): net.Socket | undefined } };
     await until(() => (c.mptcp.subflows().find((s) => s.id === 1)?.bytesSent ?? 0) > 4 * MiB, 10000, 'data on subflow 1');
-    info.driver.socketOf(1)!.destroy();
+    // Hold what the scheduler gives subflow 1 from now on in its socket's
+    // write queue (our cork outlives the driver's uncork), so the destroy
+    // certainly loses data the peer never got: on a loaded machine the
+    // kernel could otherwise deliver, and the peer acknowledge, everything
+    // subflow 1 carried before the close is seen, and nothing needs
+    // reinjecting.
+    const s1 = info.driver.socketOf(1)!;
+    s1.cork();
+    await until(() => s1.writableLength > 0, 10000, 'data held on subflow 1');
+    s1.destroy();
     const [digest] = await Promise.all([sent]);
     await until(() => serverDone.length === 1);
     const got = await serverDone[0];
