@@ -145,7 +145,16 @@ export class ClusterPrimary extends EventEmitter {
       process: worker,
       ready: false,
       send: (socket, head) => {
-        worker.send({ mptls: 'connection', head: head.toString('base64') }, socket as unknown as net.Socket, { keepOpen: false } as never);
+        // Between a worker's channel closing and its 'exit', node:cluster
+        // would report a send as an 'error' event (the primary's, unhandled:
+        // a crash); the dispatcher hands the socket elsewhere instead.
+        if (!worker.isConnected()) return false;
+        worker.send({ mptls: 'connection', head: head.toString('base64') }, socket as unknown as net.Socket, { keepOpen: false } as never, (err: Error | null) => {
+          if (!err) return;
+          this.dispatcher.stats.dropped++;
+          socket.destroy();
+        });
+        return true;
       },
     };
     this.slots.set(id, slot);
@@ -158,6 +167,10 @@ export class ClusterPrimary extends EventEmitter {
       };
       worker.on('message', onMessage);
       worker.on('error', (err) => this.emit('error', err));
+      // It takes no more connections from here on; 'exit' may come much later.
+      worker.once('disconnect', () => {
+        slot.ready = false;
+      });
       worker.once('exit', (code, signal) => {
         if (this.slots.get(id) === slot) this.slots.delete(id);
         slot.ready = false;
@@ -263,7 +276,10 @@ function askMetrics(slot: Slot, timeoutMs: number): Promise<MetricFamily[] | und
     const timer = setTimeout(() => done(undefined), timeoutMs);
     slot.process.on('message', onMessage);
     try {
-      slot.process.send({ mptls: 'metrics', id });
+      // With a callback, a closed channel is reported here, not as an 'error' event.
+      slot.process.send({ mptls: 'metrics', id }, (err: Error | null) => {
+        if (err) done(undefined);
+      });
     } catch {
       done(undefined);
     }
@@ -283,6 +299,9 @@ interface ServerInternals {
 
 let served: net.Server | undefined;
 
+/** A worker whose primary has gone has no one to tell (node:cluster ends it): no 'error' event for that. */
+const ignoreSendError = (): void => {};
+
 /**
  * In a worker: makes `server.listen(...)` take connections from the primary
  * (the arguments are ignored: the primary owns the port) and `address()`
@@ -295,7 +314,7 @@ export function serveFromPrimary(server: net.Server, identity: WorkerIdentity, f
     const m = msg as { mptls?: string; head?: string; id?: string } | null;
     if (m?.mptls === 'metrics' && served === server) {
       const fams = families().map((f) => ({ ...f, samples: f.samples.map((x) => ({ labels: x.labels, value: Number.isFinite(x.value) ? x.value : String(x.value) })) }));
-      process.send?.({ mptls: 'metrics', id: m.id, families: fams });
+      process.send?.({ mptls: 'metrics', id: m.id, families: fams }, undefined, undefined, ignoreSendError);
       return;
     }
     if (m?.mptls !== 'connection' || !(handle instanceof net.Socket)) return;
@@ -336,7 +355,7 @@ export function serveFromPrimary(server: net.Server, identity: WorkerIdentity, f
     if (cb) server.once('listening', cb);
     process.nextTick(() => {
       server.emit('listening');
-      process.send?.({ mptls: 'listening' });
+      process.send?.({ mptls: 'listening' }, undefined, undefined, ignoreSendError);
     });
     return server;
   };

@@ -34,6 +34,8 @@ interface Primary {
   lines: Record<string, unknown>[];
   ask<T>(cmd: Record<string, unknown>, key: string): Promise<T>;
   send(cmd: Record<string, unknown>): void;
+  /** The next line carrying `key` (≤ 15 s). */
+  next(key: string): Promise<Record<string, unknown>>;
   stop(): Promise<void>;
 }
 
@@ -67,6 +69,7 @@ async function startPrimary(workers = 2): Promise<Primary> {
       return (await p) as T;
     },
     send: (cmd) => child.stdin!.write(`${JSON.stringify(cmd)}\n`),
+    next,
     stop: async () => {
       child.stdin!.end();
       const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
@@ -172,6 +175,41 @@ describe('cluster mode, the library API: cluster.primary + createServer().listen
     expect((JSON.parse(curl.stdout) as Info).mode).toBe('fallback');
   });
 
+  it('a worker dying slowly (its channel closed, its exit 4 s later) is sent nothing: new connections go to the other worker, its joins are refused, its own connections carry on; the primary lives on', async () => {
+    // Before the fix the primary handed the next new connection to such a
+    // worker and died of node:cluster's ERR_IPC_CHANNEL_CLOSED 'error' event.
+    p.send({ cmd: 'restart', on: true });
+    const clients = Array.from({ length: 6 }, () => client(p.port));
+    const infos = await Promise.all(clients.map((c) => c.info()));
+    const mine = clients.filter((_, i) => infos[i].worker === 0);
+    expect(mine.length).toBeGreaterThan(0);
+    const before = await p.ask<{ counters: Record<string, number> }>({ cmd: 'counters' }, 'counters');
+    expect((await p.ask<{ detached: number }>({ cmd: 'detach', id: 0, ms: 4000 }, 'detached')).detached).toBe(0);
+    const meanwhile = await Promise.all(Array.from({ length: 8 }, () => client(p.port).info()));
+    expect(meanwhile.map((i) => i.worker)).toEqual(Array(8).fill(1));
+    for (const i of meanwhile) expect(i.subflows).toBe(2);
+    // A join for the dying worker: refused by the primary, counted.
+    const sock = mine[0].socket!;
+    const info = sock.mptcp as unknown as { driver: { socketOf(id: number): { destroy(): void } | undefined } };
+    info.driver.socketOf(1)!.destroy();
+    let refused = 0;
+    for (const t0 = Date.now(); refused === 0 && Date.now() - t0 < 3000; await new Promise((r) => setTimeout(r, 50))) {
+      const now = await p.ask<{ counters: Record<string, number> }>({ cmd: 'counters' }, 'counters');
+      refused = now.counters.MPJoinNoTokenFound - before.counters.MPJoinNoTokenFound;
+    }
+    expect(refused).toBeGreaterThan(0);
+    // The dying worker still serves what it has, over the subflow left.
+    const b = await mine[0].get('/blob?size=262144');
+    expect(createHash('sha256').update(b.body).digest('hex')).toBe(b.headers['x-sha256']);
+    expect(b.headers['x-worker']).toBe('0');
+    // It exits; a replacement serves.
+    const replaced = p.next('worker');
+    expect((await replaced).worker).toBe(0);
+    const { stats } = await p.ask<{ stats: Record<string, number> }>({ cmd: 'counters' }, 'counters');
+    expect(stats.dropped).toBe(0);
+    for (const c of clients) c.close();
+  });
+
   it("a worker killed mid-test ends only its own connections: the primary refuses their joins (MPJoinNoTokenFound), the others carry on; a replacement serves with fresh tokens; metrics carry both workers'", async () => {
     p.send({ cmd: 'restart', on: false });
     const clients = Array.from({ length: 10 }, () => client(p.port));
@@ -222,6 +260,7 @@ describe('cluster mode, the library API: cluster.primary + createServer().listen
     expect(metrics).toMatch(/^mptls_primary_mp_join_no_token_found_total [1-9]\d*$/m);
     for (const c of clients) c.close();
   });
+
 });
 
 describe('mptls serve --workers 2', () => {

@@ -7,6 +7,9 @@
 //   {"cmd":"metrics"}         → {"metrics": the cluster's Prometheus text}
 //   {"cmd":"kill","id":N}     → SIGKILL worker N (→ {"exit":N} when it is gone,
 //                               {"worker":N,"pid":…} when its replacement listens)
+//   {"cmd":"detach","id":N,"ms":T} → worker N closes its channel to the primary
+//                               and lives T ms more (→ {"detached":N} once the
+//                               primary saw the channel close, then {"exit":N})
 // Worker: an HTTPS server; GET /info waits (≤ 3 s) for the connection's
 // second subflow and answers its view: worker id, pid, the server's token,
 // the established subflows; GET /blob?size=N streams N deterministic bytes
@@ -30,6 +33,11 @@ if (cluster.isPrimary) {
     const m = JSON.parse(line);
     if (m.cmd === 'counters') say({ counters: primary.counters(), stats: primary.dispatcher.stats, workers: primary.workers.map((w) => ({ id: w.id, pid: w.process.process.pid, ready: w.ready })) });
     if (m.cmd === 'kill') primary.workers.find((w) => w.id === m.id)?.process.process.kill('SIGKILL');
+    if (m.cmd === 'detach') {
+      const w = primary.workers.find((x) => x.id === m.id);
+      w?.process.once('disconnect', () => say({ detached: w.id }));
+      w?.process.send({ app: 'detach', ms: m.ms });
+    }
     if (m.cmd === 'restart') primary.restart = m.on;
     if (m.cmd === 'metrics') void primary.metrics().then((text) => say({ metrics: text }));
   });
@@ -60,4 +68,10 @@ if (cluster.isPrimary) {
     res.end();
   });
   server.listen(0);
+  // A worker that is dying slowly: its channel closed, its exit still to come.
+  process.on('message', (m) => {
+    if (m?.app !== 'detach') return;
+    setTimeout(() => process.exit(0), m.ms);
+    cluster.worker.disconnect();
+  });
 }

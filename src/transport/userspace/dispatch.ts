@@ -11,6 +11,10 @@
  * 26, the token at byte 28 (`FIRST_SUBTYPE_OFFSET`, `JOIN_TOKEN_OFFSET`).
  * A join for a worker that is gone (died, or never was) is refused here as
  * its worker would refuse an unknown token: MP_TCPRST, `MPJoinNoTokenFound`.
+ * A worker that is dying (its channel closed, its exit not yet seen) refuses
+ * the handover (`unreachable`): a join for it is refused the same way, a new
+ * connection goes to the next worker, so nothing a live worker could serve is
+ * lost.
  * Bounded like the acceptor: a connection must show its first bytes within
  * `firstBytesTimeoutMs`, and at most `maxPending` may be waiting (the one
  * that waited longest makes room).
@@ -25,8 +29,14 @@ import { encodeFrameHead, FIRST_SUBTYPE_OFFSET, JOIN_TOKEN_OFFSET, MAGIC, preamb
 /** Where a connection goes: a worker, by its id. */
 export interface DispatchWorker {
   readonly id: number;
-  /** Hands the socket and the bytes already read from it over (the worker puts them back). */
-  send(socket: net.Socket, head: Buffer): void;
+  /**
+   * Hands the socket and the bytes already read from it over (the worker
+   * puts them back). False when the worker can no longer take connections
+   * (its channel to this process has closed): nothing was sent, the socket is
+   * still this process's. A failure found later (the channel closes while
+   * the handle travels) is the worker's to clean up: it destroys the socket.
+   */
+  send(socket: net.Socket, head: Buffer): boolean;
 }
 
 export interface DispatcherOptions {
@@ -55,7 +65,7 @@ interface Waiting {
 export class Dispatcher {
   /** What the primary counts: joins refused for a worker that is gone (`MPJoinNoTokenFound`), the MP_TCPRSTs it sent. */
   readonly mib = new Mib();
-  readonly stats = { plain: 0, connections: 0, joins: 0, noWorker: 0, timeouts: 0, evicted: 0, dropped: 0 };
+  readonly stats = { plain: 0, connections: 0, joins: 0, noWorker: 0, unreachable: 0, timeouts: 0, evicted: 0, dropped: 0 };
   private readonly waiting = new Map<net.Socket, Waiting>();
   private next = 0;
   private readonly timeoutMs: number;
@@ -122,28 +132,30 @@ export class Dispatcher {
       this.stats.joins++;
       const token = head.readUInt32BE(JOIN_TOKEN_OFFSET);
       const target = this.options.worker(workerIdOfToken(token));
-      if (target) this.handOver(target, w.socket, all);
-      else this.refuseJoin(w.socket);
+      if (!target || !this.handOver(target, w.socket, all)) this.refuseJoin(w.socket);
       return;
     }
     if (kind === 'plain') this.stats.plain++;
     else this.stats.connections++;
+    // In turn; a worker that cannot take it passes it to the next one.
     const workers = this.options.workers();
-    if (workers.length === 0) {
-      this.stats.dropped++;
-      w.socket.destroy();
-      return;
+    for (let tried = 0; tried < workers.length; tried++) {
+      if (this.handOver(workers[this.next++ % workers.length], w.socket, all)) return;
     }
-    const target = workers[this.next++ % workers.length];
-    this.handOver(target, w.socket, all);
+    this.stats.dropped++;
+    w.socket.destroy();
   }
 
-  private handOver(target: DispatchWorker, socket: net.Socket, head: Buffer): void {
+  /** True when the socket is dealt with (handed over, or dropped on an error); false when `target` refused it. */
+  private handOver(target: DispatchWorker, socket: net.Socket, head: Buffer): boolean {
     try {
-      target.send(socket, head);
+      if (target.send(socket, head)) return true;
+      this.stats.unreachable++;
+      return false;
     } catch {
       this.stats.dropped++;
       socket.destroy();
+      return true;
     }
   }
 
