@@ -136,3 +136,29 @@ describe('the cluster dispatcher', () => {
     ok.got[0].socket.destroy();
   });
 });
+
+describe('the handover leaves the rest in the kernel', () => {
+  it('bytes that arrive after the first ones stay unread in the socket the worker gets (the primary would lose them)', async () => {
+    const w = [new FakeWorker(0)];
+    const { port } = await primary(w);
+    const c = connect(port, capable());
+    await until(() => w[0].got.length === 1, 5000, 'the handover');
+    const { socket, head } = w[0].got[0];
+    const rest = Buffer.alloc(4000, 0x42);
+    c.socket.write(rest);
+    // Let them arrive at the primary's socket: nothing may read them there.
+    await new Promise((r) => setTimeout(r, 150));
+    expect(socket.readableLength).toBe(0);
+    expect((socket as unknown as { _handle: { reading: boolean } })._handle.reading).toBe(false);
+    // A worker's socket is a fresh one on the same file descriptor; here the
+    // same socket reads again (its stream still thinks a read is under way:
+    // the drain asked for one, and the handle was stopped before it came).
+    const got: Buffer[] = [];
+    socket.on('data', (d: Buffer) => got.push(d));
+    (socket as unknown as { _readableState: { reading: boolean } })._readableState.reading = false;
+    socket.resume();
+    await until(() => Buffer.concat(got).length === rest.length, 5000, 'the rest');
+    expect(Buffer.concat([head, ...got]).equals(Buffer.concat([capable(), rest]))).toBe(true);
+    socket.destroy();
+  });
+});

@@ -176,16 +176,22 @@ export class Dispatcher {
  * into its own buffer, and those bytes would stay behind in this process when
  * the handle moves to a worker) and returns `head` with whatever it had
  * buffered beyond it.
+ *
+ * The buffer is drained first and the handle stopped last: `read()` on an
+ * emptied stream asks for more (`_read`, which starts the handle reading
+ * again), and bytes the handle read after that were lost with this
+ * process's copy of the socket — under load, a ClientHello or a join cut
+ * short (a hang, or a TLS "bad record mac").
  */
 function stopReading(socket: net.Socket, head: Buffer): Buffer {
   socket.pause();
+  const more: Buffer[] = [];
+  for (let b = socket.read() as Buffer | null; b; b = socket.read() as Buffer | null) more.push(b);
   const handle = (socket as unknown as { _handle?: { reading?: boolean; readStop?: () => number } })._handle;
   if (handle?.readStop) {
     handle.reading = false;
     handle.readStop();
   }
-  const more: Buffer[] = [];
-  for (let b = socket.read() as Buffer | null; b; b = socket.read() as Buffer | null) more.push(b);
   return more.length ? Buffer.concat([head, ...more]) : head;
 }
 
