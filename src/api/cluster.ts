@@ -75,7 +75,7 @@ export interface PrimaryOptions {
 export interface ClusterWorker {
   readonly id: number;
   readonly process: Worker;
-  /** Its server called `listen()`: it is sent connections. */
+  /** Its server called `listen()` and its channel is open: it is sent connections (false again from its 'disconnect' on). */
   readonly ready: boolean;
 }
 
