@@ -12,7 +12,7 @@ const peer = new URL('./lib/bulk-peer.mjs', import.meta.url);
  */
 const execArgv = [...process.execArgv, ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean)];
 /** The next message of `p`, within `ms`; rejects with `what` on a timeout, an early exit or an error message. */
-function next(p, what, ms = 30_000) {
+export function next(p, what, ms = 30_000) {
   return new Promise((resolve, reject) => {
     const done = (fn, v) => {
       clearTimeout(t);

@@ -1,7 +1,7 @@
 // Child of loopback.mjs. argv: role (server|client) kind (tls|jsduplex|jsduplex-writev|userspace|userspace2|kernel) [port] [bytes]
 process.on("SIGINT", () => process.exit(0));
 // server: listens on 127.0.0.1:0, reports {port}; on a connection, counts bytes until `bytes`, reports {done, cpu}.
-// client: connects, waits for 'go', sends `bytes` with backpressure, reports {sent, cpu}.
+// client: connects, waits for 'go' (sends `bytes`) or { go: n } (sends n: a warm-up), with backpressure, reports {sent, cpu}.
 import tls from 'node:tls';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
@@ -91,14 +91,16 @@ if (role === 'server') {
     check();
   });
   const block = Buffer.alloc(1 << 20, 0x5a);
+  // 'go': send `bytes`; { go: n }: send n bytes (a warm-up on the same connection).
   process.on('message', (m) => {
-    if (m !== 'go') return;
+    if (m !== 'go' && !(m?.go > 0)) return;
+    const total = m === 'go' ? bytes : m.go;
     const cpu0 = cpuNow();
     const sys0 = sysNow();
     const t0 = Date.now();
     let sent = 0;
     const pump = () => {
-      while (sent < bytes) {
+      while (sent < total) {
         sent += block.length;
         if (!s.write(block)) { s.once('drain', pump); return; }
       }
