@@ -91,7 +91,6 @@ if (role === 'server') {
     check();
   });
   const block = Buffer.alloc(1 << 20, 0x5a);
-  // 'go': send `bytes`; { go: n }: send n bytes (a warm-up on the same connection).
   process.on('message', (m) => {
     if (m !== 'go' && !(m?.go > 0)) return;
     const total = m === 'go' ? bytes : m.go;
