@@ -3,7 +3,7 @@
 // variants run interleaved. It tells the main thread's work (JavaScript,
 // TLS, syscalls) from V8's helper threads (parallel scavenge, concurrent
 // marking and sweeping, ArrayBuffer sweeping: Node's platform workers) and
-// libuv's pool. bench/NOTES.md ("Threads") has what it showed.
+// libuv's pool. bench/NOTES.md ("Thread by thread") has what it showed.
 //
 //   KINDS=jsduplex,userspace BYTES=536870912 RUNS=3 \
 //   VARIANTS='[{"name":"default"},{"name":"1-thread GC","flags":"--single-threaded-gc"}]' \
@@ -82,6 +82,11 @@ async function once(kind, bytes, variant, warmup) {
 }
 
 export async function threadsBench({ kinds, bytes, runs, variants, warmup = 0 }) {
+  // The client sends whole 1 MiB blocks: any other size would overshoot and
+  // spill uncounted warm-up bytes into the counted transfer.
+  for (const n of [bytes, warmup, ...variants.map((v) => v.warmup ?? 0)]) {
+    if (!Number.isInteger(n) || n < 0 || n % 2 ** 20 !== 0) throw new Error(`bytes and warm-ups must be whole MiB, not ${n}`);
+  }
   const rs = {};
   const failed = {};
   for (let i = 0; i < runs; i++) {
